@@ -1,0 +1,34 @@
+"""Cheap pixel diffusion on PyTorch Lightning: Scale Space Diffusion, Spectral Diffusion and DDPM.
+
+Public names are imported lazily, so ``import scale_space_diffusion.schedule`` stays light.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "DDPM": ".models.ddpm",
+    "ScaleSpaceDiffusion": ".models.ssd",
+    "SpectralDiffusion": ".models.spectral",
+    "DiffusionModule": ".models.base",
+    "ImageDataModule": ".data",
+    "UNet": ".networks.unet",
+    "FlexiUNet": ".networks.flexi_unet",
+    "SpectralUNet": ".networks.spectral_unet",
+    "NoiseSchedule": ".schedule",
+    "ResolutionLadder": ".ladder",
+    "Resize": ".degradation",
+    "ScaleSpaceProcess": ".process",
+    "DiffusionLoss": ".loss",
+    "sample_ancestral": ".sampler",
+    "sample_respaced": ".sampler",
+    "SampleWriter": ".callbacks",
+    "count_flops": ".flops",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

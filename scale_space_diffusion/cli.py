@@ -1,0 +1,81 @@
+"""``ssd`` / ``python -m scale_space_diffusion``: LightningCLI with fit, validate, test and predict.
+
+    ssd fit --config configs/ssd_fmnist32.yaml
+    ssd predict --config configs/ssd_fmnist32.yaml --ckpt_path last
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+def _cli_class():
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+
+    from .callbacks import SampleWriter
+
+    class DiffusionCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser):
+            parser.add_lightning_class_args(SampleWriter, "sample_writer")
+            parser.add_argument(
+                "--random_weights", type=bool, default=False,
+                help="allow test/predict without a checkpoint (samples from an untrained model)",
+            )  # fmt: skip
+
+        def _require_weights(self, subcommand: str) -> None:
+            cfg = self.config[subcommand]
+            if cfg.get("random_weights") or getattr(self.model, "pretrained", False):
+                return
+            ckpt = cfg.get("ckpt_path")
+            if ckpt is None:
+                raise SystemExit(
+                    f"error: `{subcommand}` without --ckpt_path would use an untrained model. Pass "
+                    "--ckpt_path=<file.ckpt> (or 'last' with the training config), an official checkpoint "
+                    "(--model.official_checkpoint=...), or --random_weights=true."
+                )
+            if ckpt == "last":
+                dirs = [cb.dirpath for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+                if not any(os.path.isdir(d) and any(f.endswith(".ckpt") for f in os.listdir(d)) for d in dirs):
+                    raise SystemExit(
+                        f"error: --ckpt_path=last found no checkpoint in {dirs or 'the config (no ModelCheckpoint dirpath)'}; "
+                        "run `fit` with this config first or pass a checkpoint file"
+                    )
+            elif not os.path.isfile(ckpt):
+                raise SystemExit(f"error: checkpoint {ckpt!r} does not exist")
+
+        def before_test(self):
+            self._require_weights("test")
+
+        def before_predict(self):
+            self._require_weights("predict")
+
+    return DiffusionCLI
+
+
+def main(args: list[str] | None = None):
+    """Entry point; ``args`` replaces ``sys.argv[1:]`` (for tests)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+    from .data import ImageDataModule
+    from .models.base import DiffusionModule
+
+    return _cli_class()(
+        DiffusionModule,
+        ImageDataModule,
+        subclass_mode_model=True,
+        save_config_kwargs={"overwrite": True},
+        args=args if args is not None else sys.argv[1:],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+from .base import DiffusionModule
+from .ddpm import DDPM
+from .ssd import ScaleSpaceDiffusion
+
+__all__ = ["DiffusionModule", "DDPM", "ScaleSpaceDiffusion"]
