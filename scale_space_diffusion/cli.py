@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
+import warnings
 
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
@@ -62,9 +62,10 @@ def _cli_class():
     return DiffusionCLI
 
 
-def main(args: list[str] | None = None):
-    """Entry point; ``args`` replaces ``sys.argv[1:]`` (for tests)."""
+def run(args: list[str] | None = None):
+    """Build and run the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests). Returns the LightningCLI."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+    warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
     from .data import ImageDataModule
     from .models.base import DiffusionModule
 
@@ -73,8 +74,13 @@ def main(args: list[str] | None = None):
         ImageDataModule,
         subclass_mode_model=True,
         save_config_kwargs={"overwrite": True},
-        args=args if args is not None else sys.argv[1:],
+        auto_configure_optimizers=False,
+        args=args,
     )
+
+
+def main() -> None:
+    run()
 
 
 if __name__ == "__main__":
