@@ -115,7 +115,29 @@ def to_official(state: dict[str, Tensor], net: FlexiUNet) -> dict[str, Tensor]:
     return out
 
 
-def infer_config(state: dict[str, Tensor], filename: str | None = None) -> dict:
+HUB_REPO = "prateksha-u/ssd"
+
+
+def resolve(checkpoint: str) -> str:
+    """A local file, or ``prateksha-u/ssd/<file>`` downloaded through huggingface_hub (needs network)."""
+    if Path(checkpoint).is_file():
+        return checkpoint
+    if checkpoint.startswith(HUB_REPO + "/"):
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return hf_hub_download(HUB_REPO, checkpoint[len(HUB_REPO) + 1 :])
+        except Exception as err:  # offline, or no such file
+            raise FileNotFoundError(
+                f"could not download {checkpoint!r} from the Hugging Face hub ({type(err).__name__}); "
+                "download it on a networked machine and pass the local .pt path"
+            ) from err
+    raise FileNotFoundError(f"official checkpoint {checkpoint!r} is neither a file nor '{HUB_REPO}/<file>'")
+
+
+def infer_config(
+    state: dict[str, Tensor], filename: str | None = None, image_size: int | None = None, num_heads: int = 4
+) -> dict:
     """FlexiUNet arguments and ladder levels read off an official state dict (and its file name)."""
     mc = state["input_blocks.0.0.weight"].shape[0]
     in_ch = state["input_blocks.0.0.weight"].shape[1]
@@ -136,6 +158,15 @@ def infer_config(state: dict[str, Tensor], filename: str | None = None) -> dict:
     match = re.search(r"(\d+)res_\w+?_(\d+)levels", Path(filename).name) if filename else None
     if match:
         cfg["image_size"], cfg["num_levels"] = int(match[1]), int(match[2])
+    if image_size is not None:
+        cfg["image_size"] = image_size
+    if "image_size" not in cfg:
+        raise ValueError("cannot tell the image size from the file name; pass image_size")
+    # Attention sits where input block n has a second (attention) module; level of block n is (n-1)//(nrb+1).
+    attn = {cfg["image_size"] >> ((int(k.split(".")[1]) - 1) // (nrb + 1))
+            for k in state if re.fullmatch(r"input_blocks\.\d+\.1\.qkv\.weight", k)}  # fmt: skip
+    cfg["attention_resolutions"] = tuple(sorted(attn, reverse=True))
+    cfg["num_heads"] = num_heads  # 4 in the released models; the head count is not visible in the weights
     return cfg
 
 

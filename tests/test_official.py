@@ -98,3 +98,20 @@ def test_mismatch_names_the_first_bad_key(fx):
     net = FlexiUNet(32, 3, None, 32, (1, 2, 4), 1, (16,), 2, layout="official")
     with pytest.raises(ValueError, match=r"shape mismatch at '.*': checkpoint"):
         official.to_ours(fx["state_dict"], net)
+
+
+def test_from_official_builds_loads_and_samples(fx, tmp_path):
+    path = tmp_path / "ssd_32res_toy_3levels_ema_0.9999_1.pt"
+    torch.save(fx["state_dict"], path)
+    model = ScaleSpaceDiffusion.from_official(str(path), num_heads=2, sample_steps=6).eval()
+    assert model.pretrained and model.net.layout == "official" and model.process.ladder.transitions == [555, 889]
+    case = fx["network_cases"]["in16_out32"]
+    with torch.no_grad():
+        torch.testing.assert_close(model.net(case["x"], case["t"], out_res=32), case["y"], rtol=0, atol=1e-5)
+    images = model.sample([torch.Generator().manual_seed(0)])
+    assert images.shape == (1, 3, 32, 32)
+
+
+def test_missing_official_checkpoint_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="neither a file nor 'prateksha-u/ssd/<file>'"):
+        official.resolve("nowhere.pt")

@@ -7,13 +7,15 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import official
 from ..degradation import Resize, ResizeKind
+from ..images import ladder_strip, to_uint8
 from ..ladder import LadderSchedule, ResolutionLadder
 from ..loss import DiffusionLoss, Weighting
 from ..networks.flexi_unet import FlexiUNet
 from ..process import ScaleSpaceProcess
 from ..schedule import BetaSchedule, NoiseSchedule
-from .base import DiffusionModule
+from .base import DiffusionModule, sample_generators
 
 UNetMode = Literal["flexi", "full"]
 
@@ -39,6 +41,7 @@ class ScaleSpaceDiffusion(DiffusionModule):
         resize: ResizeKind = "bilinear",  # the degradation R: antialiased bilinear or 2x2 box
         unet_mode: UNetMode = "flexi",  # "full": the paper's ablation, every step runs the whole UNet at R
         official_top_transition: bool = True,  # into the top level, upsample x_t and run the R path (authors' code)
+        official_checkpoint: str | None = None,  # authors' released weights: a local .pt or "prateksha-u/ssd/<file>"
         beta_schedule: BetaSchedule = "linear",
         timesteps: int = 1000,
         weighting: Weighting = "min_snr",
@@ -69,6 +72,22 @@ class ScaleSpaceDiffusion(DiffusionModule):
         ladder = ResolutionLadder(net.image_size, num_levels, timesteps, ladder_schedule, gamma)
         self.process = ScaleSpaceProcess(NoiseSchedule.make(beta_schedule, timesteps), ladder, Resize(resize))
         self.loss_fn = DiffusionLoss("x0", weighting, snr_gamma)
+        self.pretrained = official_checkpoint is not None
+        if official_checkpoint is not None:
+            state = official.load_official_state(official.resolve(official_checkpoint))
+            net.load_state_dict(official.to_ours(state, net))
+
+    @classmethod
+    def from_official(cls, checkpoint: str, image_size: int | None = None, num_levels: int | None = None,
+                      num_heads: int = 4, sample_steps: int | None = 100) -> "ScaleSpaceDiffusion":  # fmt: skip
+        """Build the released architecture from the checkpoint's shapes and file name, and load it."""
+        path = official.resolve(checkpoint)
+        cfg = official.infer_config(official.load_official_state(path), path, image_size, num_heads)
+        levels = num_levels or cfg.pop("num_levels", None)
+        cfg.pop("num_levels", None)
+        if levels is None:
+            raise ValueError(f"cannot tell the number of levels from {path!r}; pass num_levels")
+        return cls(FlexiUNet(**cfg), num_levels=levels, official_checkpoint=path, ema_decay=None, sample_steps=sample_steps)
 
     def network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor:
         R, r = self.image_size, x_t.shape[-1]
@@ -77,3 +96,20 @@ class ScaleSpaceDiffusion(DiffusionModule):
         if self.official_top_transition and out_res == R and r != R:
             return self.net(upsample(x_t, R), t, labels)
         return self.net(x_t, t, labels, out_res=out_res)
+
+    def predict_step(self, batch: Tensor, batch_idx: int) -> dict:
+        """Samples per index; the first batch also returns a ladder strip of x_t and x0_hat at each level."""
+        indices = batch.cpu()
+        last_at_res: dict[int, tuple[Tensor, Tensor]] = {}
+
+        def keep(d):  # the last state seen at each resolution
+            last_at_res[d["x"].shape[-1]] = (d["x"][:4].cpu(), d["denoised"][:4].cpu())
+
+        images = self.sample(sample_generators(self.sample_seed, indices), self.sample_labels(indices),
+                             callback=keep if batch_idx == 0 else None)  # fmt: skip
+        out = {"index": indices, "images": to_uint8(images).cpu()}
+        if last_at_res:
+            res = sorted(last_at_res)
+            rows = [[last_at_res[r][k][i] for r in res] for i in range(min(4, len(indices))) for k in (0, 1)]
+            out["ladder"] = ladder_strip(rows, self.image_size)
+        return out
