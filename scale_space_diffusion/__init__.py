@@ -23,6 +23,7 @@ _EXPORTS = {
     "sample_respaced": ".sampler",
     "SampleWriter": ".callbacks",
     "count_flops": ".flops",
+    "load_model": ".models.loading",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -91,7 +91,7 @@ class DiffusionModule(L.LightningModule):
         r = self.process.ladder.res(int(t[0]))
         noise = torch.randn(len(images), images.shape[1], r, r, device=self.device, dtype=images.dtype)
         per_sample = self.loss_fn(self.network, self.process, images, t, noise, labels)
-        loss = per_sample.mean()
+        loss = per_sample.mean() + self.auxiliary_loss(images, stage)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite {stage} loss {loss.item()} at global step {self.global_step} with t in "
@@ -174,8 +174,15 @@ class DiffusionModule(L.LightningModule):
             rank_zero_info(f"Sample grid ({'EMA' if self.ema_decay else 'raw'} weights): {path}")
 
     # -- checkpoints -------------------------------------------------------------------------
+    def auxiliary_loss(self, images: Tensor, stage: str) -> Tensor | float:
+        """Extra loss terms after the denoising loss (distillation in Spectral Diffusion)."""
+        return 0.0
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["model_class"] = type(self).__name__
+        checkpoint["model_class_path"] = f"{type(self).__module__}.{type(self).__name__}"
+        checkpoint["net_class_path"] = f"{type(self.net).__module__}.{type(self.net).__name__}"
+        checkpoint["net_config"] = getattr(self.net, "config", None)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("model_class")

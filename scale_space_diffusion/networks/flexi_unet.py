@@ -50,6 +50,7 @@ class FlexiUNet(UNet):
         if layout not in ("full", "official"):
             raise ValueError(f"unknown layout {layout!r}; use 'full' or 'official'")
         self.layout = layout
+        self.config["layout"] = layout
         top = model_channels * channel_mult[0]
         self.adapters_in, self.adapters_out = nn.ModuleDict(), nn.ModuleDict()
         shared_in: dict[int, nn.Module] = {}

@@ -130,6 +130,11 @@ class UNet(nn.Module):
         L = len(channel_mult)
         if image_size % 2 ** (L - 1):
             raise ValueError(f"image_size {image_size} is not divisible by 2^(len(channel_mult)-1) = {2 ** (L - 1)}")
+        # Constructor arguments, saved in checkpoints so a network can be rebuilt from the file alone.
+        self.config = dict(image_size=image_size, in_channels=in_channels, out_channels=out_channels,
+                           model_channels=model_channels, channel_mult=list(channel_mult), num_res_blocks=num_res_blocks,
+                           attention_resolutions=list(attention_resolutions), num_heads=num_heads, dropout=dropout,
+                           num_classes=num_classes)  # fmt: skip
         self.image_size, self.in_channels = image_size, in_channels
         self.out_channels = out_channels or in_channels
         self.model_channels, self.channel_mult, self.num_res_blocks = model_channels, tuple(channel_mult), num_res_blocks

@@ -1,0 +1,88 @@
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from scale_space_diffusion.models.ddpm import DDPM
+from scale_space_diffusion.models.loading import load_model
+from scale_space_diffusion.models.spectral import SpectralDiffusion
+from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion
+from scale_space_diffusion.networks.flexi_unet import FlexiUNet
+from scale_space_diffusion.networks.spectral_unet import SpectralUNet
+from scale_space_diffusion.networks.unet import UNet
+
+NET = dict(image_size=16, in_channels=1, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,), num_heads=2)
+
+
+def save_checkpoint(model, path):
+    data = TensorDataset(torch.rand(8, 1, 16, 16) * 2 - 1, torch.zeros(8, dtype=torch.long))
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, DataLoader(data, batch_size=4))
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    teacher = DDPM(UNet(**NET, model_channels=32), timesteps=100, ema_decay=None, grid_size=0)
+    return save_checkpoint(teacher, tmp_path_factory.mktemp("t") / "teacher.ckpt")
+
+
+def student(teacher, **kw):
+    return SpectralDiffusion(SpectralUNet(**NET, model_channels=8), teacher=teacher, timesteps=100, ema_decay=None, **kw)
+
+
+def test_teacher_is_frozen_unsaved_and_gets_no_gradient(teacher_ckpt):
+    model = student(teacher_ckpt)
+    batch = (torch.rand(4, 1, 16, 16) * 2 - 1, torch.zeros(4, dtype=torch.long))
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.net.parameters())
+    assert all(p.grad is not None for p in model.align.parameters())
+    assert not any(k.startswith(("teacher", "_teacher")) for k in model.state_dict())
+    assert model.matched == [8, 16]
+
+
+def test_distillation_adds_to_the_denoising_loss(teacher_ckpt):
+    torch.manual_seed(0)
+    plain = student(None, spatial_weight=0.1, spectral_weight=0.1)
+    distilled = student(teacher_ckpt)
+    distilled.net.load_state_dict(plain.net.state_dict())
+    batch = (torch.rand(4, 1, 16, 16) * 2 - 1, torch.zeros(4, dtype=torch.long))
+    torch.manual_seed(1)
+    l_plain = plain.training_step(batch, 0)
+    torch.manual_seed(1)
+    l_distilled = distilled.training_step(batch, 0)
+    assert l_distilled > l_plain
+
+
+def test_load_model_rebuilds_the_teacher(teacher_ckpt):
+    model = load_model(teacher_ckpt)
+    assert type(model) is DDPM and model.net.config["model_channels"] == 32 and not model.training
+
+
+def test_teacher_of_the_wrong_type(tmp_path):
+    ssd = ScaleSpaceDiffusion(FlexiUNet(**NET, model_channels=16), num_levels=2, timesteps=100, ema_decay=None, grid_size=0)
+    path = save_checkpoint(ssd, tmp_path / "ssd.ckpt")
+    with pytest.raises(TypeError, match="holds a ScaleSpaceDiffusion, but a DDPM is needed"):
+        student(path)
+
+
+def test_teacher_schedule_mismatch(teacher_ckpt):
+    with pytest.raises(ValueError, match="share the noise schedule"):
+        SpectralDiffusion(SpectralUNet(**NET, model_channels=8), teacher=teacher_ckpt, timesteps=200, ema_decay=None)
+
+
+def test_teacher_image_size_mismatch(teacher_ckpt):
+    net = SpectralUNet(**{**NET, "image_size": 32}, model_channels=8)
+    with pytest.raises(ValueError, match="teacher images are 1x16px but the student's are 1x32px"):
+        SpectralDiffusion(net, teacher=teacher_ckpt, timesteps=100, ema_decay=None)
+
+
+def test_gating_off_uses_conv_resampling():
+    net = SpectralUNet(**NET, model_channels=8, gating=False)
+    assert isinstance(net.enc["8x8_down"], torch.nn.Conv2d)
+    assert type(SpectralUNet(**NET, model_channels=8).enc["8x8_down"]).__name__ == "WGDown"
