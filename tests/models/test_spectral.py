@@ -1,7 +1,7 @@
-import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+
+from conftest import train_and_save
 
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.models.loading import load_model
@@ -14,19 +14,10 @@ from scale_space_diffusion.networks.unet import UNet
 NET = dict(image_size=16, in_channels=1, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,), num_heads=2)
 
 
-def save_checkpoint(model, path):
-    data = TensorDataset(torch.rand(8, 1, 16, 16) * 2 - 1, torch.zeros(8, dtype=torch.long))
-    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
-    trainer.fit(model, DataLoader(data, batch_size=4))
-    trainer.save_checkpoint(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory):
     teacher = DDPM(UNet(**NET, model_channels=32), timesteps=100, ema_decay=None, grid_size=0)
-    return save_checkpoint(teacher, tmp_path_factory.mktemp("t") / "teacher.ckpt")
+    return train_and_save(teacher, tmp_path_factory.mktemp("t") / "teacher.ckpt")
 
 
 def student(teacher, **kw):
@@ -66,7 +57,7 @@ def test_load_model_rebuilds_the_teacher(teacher_ckpt):
 
 def test_teacher_of_the_wrong_type(tmp_path):
     ssd = ScaleSpaceDiffusion(FlexiUNet(**NET, model_channels=16), num_levels=2, timesteps=100, ema_decay=None, grid_size=0)
-    path = save_checkpoint(ssd, tmp_path / "ssd.ckpt")
+    path = train_and_save(ssd, tmp_path / "ssd.ckpt")
     with pytest.raises(TypeError, match="holds a ScaleSpaceDiffusion, but a DDPM is needed"):
         student(path)
 

@@ -1,0 +1,95 @@
+"""The command line: every config runs `fit --trainer.fast_dev_run=1` on CPU, and bad runs are refused."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, train_and_save
+
+from scale_space_diffusion import official
+from scale_space_diffusion.cli import run
+from scale_space_diffusion.models.ddpm import DDPM
+from scale_space_diffusion.networks.flexi_unet import FlexiUNet
+from scale_space_diffusion.networks.unet import UNet
+
+CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / "configs").rglob("*.yaml"))
+TINY = 8  # paper-sized configs run at this width
+
+
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ssd"])  # LightningCLI warns when args and argv both exist
+
+
+def fit_args(config: Path, tmp_path, fmnist_idx, cache_dir) -> list[str]:
+    return [
+        "fit", f"--config={ROOT / config}", "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true",
+        "--model.init_args.sample_steps=2", "--model.init_args.grid_size=2", "--data.batch_size=2",
+        "--data.num_workers=0", f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_every_config_fast_dev_run(config, tmp_path, fmnist_idx, cache_dir, rgb_folder):
+    cfg = yaml.safe_load((ROOT / config).read_text())
+    net = cfg["model"]["init_args"]["net"]["init_args"]
+    size, channels = net["image_size"], net["in_channels"]
+    args = fit_args(config, tmp_path, fmnist_idx, cache_dir)
+    if cfg["data"]["dataset"] != "fashion_mnist":  # hub datasets: a generated folder of the same shape instead
+        args += [f"--data.dataset={rgb_folder(size)}", f"--model.init_args.net.init_args.model_channels={TINY}"]
+        net = {**net, "model_channels": TINY}
+    init = cfg["model"]["init_args"]
+    if init.get("official_checkpoint"):  # a random-weight file in the authors' format, at the tiny width
+        flexi = FlexiUNet(**{**net, "channel_mult": tuple(net["channel_mult"])})
+        path = tmp_path / Path(init["official_checkpoint"]).name
+        torch.save(official.to_official(flexi.state_dict(), flexi), path)
+        args.append(f"--model.init_args.official_checkpoint={path}")
+    if init.get("teacher"):  # a one-step DDPM teacher of the matching size
+        teacher = DDPM(UNet(size, channels, None, 16, (1, 2), 1, (), 4), ema_decay=None, grid_size=0)
+        args.append(f"--model.init_args.teacher={train_and_save(teacher, tmp_path / 'teacher.ckpt', size, channels)}")
+    cli = run(args)
+    assert cli.trainer.global_step == 1
+    assert (tmp_path / "samples").exists()  # the end-of-fit grid
+
+
+TINY_SSD = ROOT / "configs/smoke/ssd_tiny.yaml"
+
+
+def test_fit_then_predict_writes_indexed_pngs_and_refuses_to_overwrite(tmp_path, fmnist_idx, cache_dir):
+    common = [f"--config={TINY_SSD}", f"--trainer.default_root_dir={tmp_path}", f"--data.idx_dir={fmnist_idx}",
+              f"--data.cache_dir={cache_dir}"]  # fmt: skip
+    run(["fit", *common, "--trainer.max_steps=2"])
+    ckpt = next((tmp_path / "checkpoints").glob("last*.ckpt"))
+    predict = ["predict", *common, f"--ckpt_path={ckpt}", "--data.num_samples=5", "--sample_writer.run_name=a"]
+    run(predict)
+    out = tmp_path / "samples/a"
+    assert sorted(p.name for p in out.glob("0*.png")) == [f"{i:06d}.png" for i in range(5)]
+    assert (out / "grid.png").exists() and list(out.glob("ladder_strip_*.png"))
+    with pytest.raises(FileExistsError, match="already holds samples"):
+        run(predict)
+
+
+@pytest.mark.parametrize("subcommand", ["test", "predict"])
+def test_refuses_to_evaluate_random_weights(subcommand, tmp_path, fmnist_idx, cache_dir, capsys):
+    args = [subcommand, f"--config={TINY_SSD}", f"--trainer.default_root_dir={tmp_path}",
+            f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}"]  # fmt: skip
+    with pytest.raises(SystemExit, match="without --ckpt_path would use an untrained model"):
+        run(args)
+    with pytest.raises(SystemExit, match="found no checkpoint"):
+        run([*args, "--ckpt_path=last"])
+
+
+def test_bad_option_is_rejected_by_name(tmp_path):
+    with pytest.raises(SystemExit):
+        run(["fit", f"--config={TINY_SSD}", "--model.init_args.num_levelz=3"])
+
+
+def test_channel_mismatch_between_data_and_model(tmp_path, fmnist_idx, cache_dir):
+    args = ["fit", f"--config={TINY_SSD}", f"--trainer.default_root_dir={tmp_path}", f"--data.idx_dir={fmnist_idx}",
+            f"--data.cache_dir={cache_dir}", "--data.channels=3", "--trainer.fast_dev_run=1"]  # fmt: skip
+    with pytest.raises(ValueError, match=r"data is \(3, 16, 16\) but the model expects \(1, 16, 16\)"):
+        run(args)
