@@ -40,8 +40,8 @@ test: data ## Run the default test suite (CPU, under 10 min)
 test-slow: data ## Run the slow tests (training runs, multi-process)
 	$(PY) -m pytest -q -m slow
 
-benchmark: data ## Compare DDPM, SSD and SD: FLOPs, speed, FID/KID (coming with the benchmark issue)
-	@echo "make benchmark: coming (the benchmark suite issue)"
+benchmark: data ## Compare DDPM, SSD and SD: FLOPs, speed, FID/KID (PRESET=quick|full)
+	$(PY) -m benchmarks --preset $(or $(PRESET),quick)
 
 clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs lightning_logs .pytest_cache
