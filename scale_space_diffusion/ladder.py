@@ -87,16 +87,19 @@ class ResolutionLadder:
             for r in self.resolutions
         }
 
-    def sample_t(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample_t(
+        self, batch: int, generator: torch.Generator | None = None, shared: torch.Generator | None = None
+    ) -> Tensor:
         """Training timesteps (batch,) with one input and one output resolution per batch.
 
-        Draw t0 ~ U{0..T-1}. A transition t0 fills the whole batch; otherwise the batch is drawn
-        uniformly from the non-transition steps at r(t0). The marginal of each entry is U{0..T-1}.
-        With one level this is exactly ``torch.randint(T, (batch,))``.
+        Draw t0 ~ U{0..T-1} (from ``shared`` if given: data-parallel ranks pass the same one, so
+        they run the same network path in a step). A transition t0 fills the whole batch; otherwise
+        the batch is drawn uniformly from the non-transition steps at r(t0). The marginal of each
+        entry is U{0..T-1}. With one level this is exactly ``torch.randint(T, (batch,))``.
         """
         if self.num_levels == 1:
             return torch.randint(self.T, (batch,), generator=generator)
-        t0 = int(torch.randint(self.T, (1,), generator=generator))
+        t0 = int(torch.randint(self.T, (1,), generator=shared if shared is not None else generator))
         if t0 in self.transitions:
             return torch.full((batch,), t0, dtype=torch.long)
         pool = self._plain_steps[self.t2res[t0]]

@@ -28,7 +28,8 @@ def fit_args(config: Path, tmp_path, fmnist_idx, cache_dir) -> list[str]:
     return [
         "fit", f"--config={ROOT / config}", "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path}",
         "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true",
-        "--model.init_args.sample_steps=2", "--model.init_args.grid_size=2", "--data.batch_size=2",
+        "--model.init_args.sample_steps=2", "--model.init_args.grid_size=2", "--model.init_args.grid_every_n_epochs=0",
+        "--data.batch_size=2",
         "--data.num_workers=0", f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}",
     ]  # fmt: skip
 

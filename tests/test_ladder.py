@@ -57,3 +57,11 @@ def test_batch_t_marginal_is_uniform():
 def test_bad_ladders(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ResolutionLadder(**kwargs)
+
+
+def test_shared_generator_fixes_the_resolution_across_ranks():
+    lad = ResolutionLadder(32, 3, 1000)
+    for step in range(50):
+        rank0 = lad.sample_t(4, torch.Generator().manual_seed(100), shared=torch.Generator().manual_seed(step))
+        rank1 = lad.sample_t(4, torch.Generator().manual_seed(200), shared=torch.Generator().manual_seed(step))
+        assert lad.res(int(rank0[0])) == lad.res(int(rank1[0]))

@@ -79,7 +79,7 @@ class DiffusionModule(L.LightningModule):
         return self.process.ladder.image_size
 
     # -- one step for train / val / test ---------------------------------------------------
-    def _shared_step(self, batch, stage: str) -> Tensor:
+    def _shared_step(self, batch, batch_idx: int, stage: str) -> Tensor:
         images, labels = batch
         if images.shape[1] != self.channels or images.shape[-1] != self.image_size:
             raise ValueError(
@@ -87,7 +87,10 @@ class DiffusionModule(L.LightningModule):
                 f"{self.image_size}); set data.channels / data.image_size to match the model"
             )
         labels = labels if getattr(self.net, "num_classes", None) else None
-        t = self.process.ladder.sample_t(len(images)).to(self.device)
+        # Ranks share the draw of the batch's resolution (seed_everything seeds every rank alike).
+        stage_id = ("train", "val", "test").index(stage)
+        key = (torch.initial_seed() * 1_000_003 + self.global_step * 65_537 + batch_idx * 3 + stage_id) % 2**63
+        t = self.process.ladder.sample_t(len(images), shared=torch.Generator().manual_seed(key)).to(self.device)
         r = self.process.ladder.res(int(t[0]))
         noise = torch.randn(len(images), images.shape[1], r, r, device=self.device, dtype=images.dtype)
         per_sample = self.loss_fn(self.network, self.process, images, t, noise, labels)
@@ -106,13 +109,13 @@ class DiffusionModule(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")
+        return self._shared_step(batch, batch_idx, "train")
 
     def validation_step(self, batch, batch_idx):
-        return self._shared_step(batch, "val")
+        return self._shared_step(batch, batch_idx, "val")
 
     def test_step(self, batch, batch_idx):
-        return self._shared_step(batch, "test")
+        return self._shared_step(batch, batch_idx, "test")
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
