@@ -70,5 +70,7 @@ class SampleWriter(BasePredictionWriter):
             return
         images = [torch.from_numpy(np.array(Image.open(f))) for f in files]
         images = torch.stack([im[None] if im.ndim == 2 else im.permute(2, 0, 1) for im in images])
+        if images.shape[-1] < 64:  # a grid is for people: nearest-upscale small images (sample PNGs stay native)
+            images = images.repeat_interleave(64 // images.shape[-1], -1).repeat_interleave(64 // images.shape[-1], -2)
         save_png(grid(images), self.run_dir / "grid.png")
         print(f"Wrote {len(list(self.run_dir.glob('[0-9]*.png')))} samples and a grid to {self.run_dir}/grid.png")

@@ -94,3 +94,16 @@ def test_channel_mismatch_between_data_and_model(tmp_path, fmnist_idx, cache_dir
             f"--data.cache_dir={cache_dir}", "--data.channels=3", "--trainer.fast_dev_run=1"]  # fmt: skip
     with pytest.raises(ValueError, match=r"data is \(3, 16, 16\) but the model expects \(1, 16, 16\)"):
         run(args)
+
+
+def test_train_a_teacher_then_distil_a_student_through_the_cli(tmp_path, fmnist_idx, cache_dir):
+    data = [f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}"]
+    run(["fit", f"--config={ROOT / 'configs/smoke/ddpm_tiny.yaml'}", f"--trainer.default_root_dir={tmp_path / 't'}",
+         "--trainer.max_steps=2", *data])  # fmt: skip
+    teacher = next((tmp_path / "t").rglob("*.ckpt"))
+    cli = run(["fit", f"--config={ROOT / 'configs/smoke/spectral_tiny.yaml'}", f"--trainer.default_root_dir={tmp_path / 's'}",
+               "--trainer.max_steps=2", f"--model.init_args.teacher={teacher}", *data])  # fmt: skip
+    model = cli.model
+    assert model.teacher is not None and model.matched == [8, 16]
+    metrics = cli.trainer.callback_metrics
+    assert all(torch.isfinite(metrics[k]) and metrics[k] > 0 for k in ("train/spatial", "train/freq"))

@@ -111,5 +111,5 @@ class ScaleSpaceDiffusion(DiffusionModule):
         if last_at_res:
             res = sorted(last_at_res)
             rows = [[last_at_res[r][k][i] for r in res] for i in range(min(4, len(indices))) for k in (0, 1)]
-            out["ladder"] = ladder_strip(rows, self.image_size)
+            out["ladder"] = ladder_strip(rows, max(64, self.image_size))  # upscaled for viewing
         return out

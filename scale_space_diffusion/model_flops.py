@@ -1,0 +1,214 @@
+"""Model-level FLOPs and parameter counts: sampling and training cost per image, per ladder path.
+
+Built on :mod:`.flops` (FLOPs = 2 x MACs of matmuls, convolutions and attention, traced by
+``FlopCounterMode`` at batch 1). A *path* is one (input resolution, output resolution) pair of
+the denoiser: every step t -> s of a sampler runs ``model.denoise(x_t, t, r(s), labels)`` with
+x_t at r(t), and its FLOPs depend only on (r(t), r(s)), never on the value of t.
+
+- :func:`sampling_flops`: summed over the sampler's actual trajectory, counted two ways that agree
+  exactly: tracing ``model.sample`` and multiplying per-path counts by their step counts.
+- :func:`training_flops`: forward + backward per image in expectation over t ~ U{0..T-1}; SSD's
+  path (r(t), r(t-1)) is weighted by its share of t. Spectral Diffusion's frozen teacher forward is
+  reported apart from the student's own cost.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+
+import torch
+from torch import Tensor
+
+from .flops import count_flops, count_params, count_train_flops
+from .sampler import randn, respaced_steps
+
+__all__ = ["param_counts", "sampling_flops", "training_flops", "training_flops_breakdown"]
+
+Path = tuple[int, int]  # (input resolution r(t), output resolution r(s))
+
+
+def _one_thread(fn):
+    """Run ``fn`` with one intra-op thread: at batch 1 every op is tiny, and waking torch's thread
+    pool costs more than it saves (80x slower on 2 busy cores). FLOP counts do not depend on it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(n)
+
+    return wrapper
+
+
+def _labels(model, batch: int = 1) -> Tensor | None:
+    return model.sample_labels(torch.arange(batch))
+
+
+def _path_name(path: Path) -> str:
+    return f"{path[0]}->{path[1]}"
+
+
+def _warm_caches(model) -> None:
+    """Build the cached resize matrices (and their eigenbases) outside the counter: they are made
+    once per process, not once per image, and would otherwise be counted by whichever call comes first."""
+    process, ladder = model.process, model.process.ladder
+    like = dict(device=model.device, dtype=next(model.parameters()).dtype)
+    x0 = torch.zeros(1, model.channels, model.image_size, model.image_size, **like)
+    for r in ladder.resolutions:
+        process.degrade(x0, r)
+    for t in ladder.transitions:
+        x_t = torch.zeros(1, model.channels, ladder.res(t), ladder.res(t), **like)
+        x_s = torch.zeros(1, model.channels, ladder.res(t - 1), ladder.res(t - 1), **like)
+        process.posterior_mean(x_t, x_s, t, t - 1)
+        process.posterior_noise(x_s, t, t - 1)
+
+
+def step_flops(model, t: int, s: int) -> dict[str, int]:
+    """FLOPs of one reverse step t -> s at batch 1, as ``sample_ancestral`` runs it.
+
+    ``denoise`` is the network (plus any resize inside it); ``posterior`` is the exact posterior
+    mean and noise, whose resize matmuls are non-zero only at transitions.
+    """
+    process, ladder = model.process, model.process.ladder
+    g = torch.Generator().manual_seed(0)
+    x = randn((1, model.channels, ladder.res(t), ladder.res(t)), g, like=torch.empty(0, device=model.device))
+    t_batch = torch.full((1,), t, dtype=torch.long, device=model.device)
+    labels = _labels(model)
+    denoise = count_flops(model.denoise, x, t_batch, ladder.res(s), labels)
+    x0_hat = model.denoise(x, t_batch, ladder.res(s), labels).clamp(-1, 1)
+
+    def posterior():
+        mean = process.posterior_mean(x, x0_hat, t, s)
+        return mean + process.posterior_noise(randn(mean.shape, g, mean), t, s) if s >= 0 else mean
+
+    return {"denoise": denoise, "posterior": count_flops(posterior)}
+
+
+@_one_thread
+@torch.no_grad()
+def sampling_flops(model, num_steps: int | None = None, trace: bool = True, cache: dict | None = None) -> dict:
+    """Forward FLOPs per image of ``model.sample(..., steps=num_steps)``, over its actual trajectory.
+
+    Returns ``flops`` (way b: per-path counts times step counts), ``flops_traced`` (way a: the
+    real sampler traced at batch 1; equal to ``flops``, None with ``trace=False``), ``gflops``,
+    ``steps`` (the kept timesteps), ``num_steps`` and ``paths``:
+    {"16->32": {"steps", "denoise_flops", "posterior_flops"}}. ``cache`` (path -> counts) may be
+    shared between models with the same network, unet mode and ladder resize, e.g. in sweeps.
+    """
+    was_training = model.training
+    model.eval()
+    _warm_caches(model)
+    n = num_steps or model.sample_steps or model.process.T
+    # (a) trace the real sampler at batch 1
+    traced = None
+    if trace:
+        traced = count_flops(model.sample, [torch.Generator().manual_seed(0)], _labels(model), steps=n)
+    # (b) one count per distinct path, times the number of steps that take it
+    steps = respaced_steps(model.process, n)
+    ladder = model.process.ladder
+    jumps = [(t, steps[i + 1] if i + 1 < len(steps) else -1) for i, t in enumerate(steps)]
+    uses = Counter((ladder.res(t), ladder.res(s)) for t, s in jumps)
+    first = {}
+    for t, s in jumps:
+        first.setdefault((ladder.res(t), ladder.res(s)), (t, s))
+    cache = {} if cache is None else cache
+    paths = {}
+    for path, (t, s) in sorted(first.items(), reverse=True):
+        if ("sample", path) not in cache:
+            cache[("sample", path)] = step_flops(model, t, s)
+        f = cache[("sample", path)]
+        paths[_path_name(path)] = {"steps": uses[path], "denoise_flops": f["denoise"], "posterior_flops": f["posterior"]}
+    by_path = sum(p["steps"] * (p["denoise_flops"] + p["posterior_flops"]) for p in paths.values())
+    model.train(was_training)
+    return {"flops": by_path, "flops_traced": traced, "gflops": by_path / 1e9, "num_steps": len(steps),
+            "steps": steps, "paths": paths}  # fmt: skip
+
+
+def _train_paths(model) -> dict[Path, tuple[int, int]]:
+    """(r(t), r(t-1)) -> (first t on that path, how many t in 0..T-1 take it)."""
+    ladder, out = model.process.ladder, {}
+    for t in range(model.process.T):
+        path = (ladder.res(t), ladder.res(t - 1))
+        t0, count = out.get(path, (t, 0))
+        out[path] = (t0, count + 1)
+    return out
+
+
+@_one_thread
+def training_flops_breakdown(model, cache: dict | None = None) -> dict:
+    """Forward + backward FLOPs per image of one training step, in expectation over t ~ U{0..T-1}.
+
+    Each path is counted once at batch 1 through ``model.loss_fn(model.network, model.process,
+    x0, t, noise)`` (plus ``model.auxiliary_loss``, Spectral Diffusion's distillation terms) and
+    weighted by its share of t. A frozen teacher's forward (no backward) is counted apart:
+    ``flops`` is the student's own cost (denoising and distillation losses, forward and backward),
+    ``teacher_flops`` the teacher's forward, ``total_flops`` their sum. The optimizer and EMA
+    updates are elementwise and not counted. ``cache`` as in :func:`sampling_flops`.
+    """
+    was_training = model.training
+    model.train()
+    _warm_caches(model)
+    cache = {} if cache is None else cache
+    C, R = model.channels, model.image_size
+    g = torch.Generator().manual_seed(0)
+    x0 = randn((1, C, R, R), g, like=torch.empty(0, device=model.device)).clamp(-1, 1)
+    labels = _labels(model)
+    teacher = getattr(model, "teacher", None)
+    paths, student, teacher_total = {}, 0.0, 0.0
+    T = model.process.T
+    for path, (t0, count) in sorted(_train_paths(model).items(), reverse=True):
+        t = torch.full((1,), t0, dtype=torch.long, device=model.device)
+        noise = randn((1, C, path[0], path[0]), g, like=x0)
+
+        def loss() -> Tensor:
+            main = model.loss_fn(model.network, model.process, x0, t, noise, labels).mean()
+            return main + model.auxiliary_loss(x0, "train") if teacher is not None else main
+
+        if ("train", path) not in cache:
+            total = count_train_flops(model, loss)
+            t_fwd = count_flops(teacher, model.process.q_sample(x0, t, noise), t, labels) if teacher is not None else 0
+            cache[("train", path)] = total, t_fwd
+        total, t_fwd = cache[("train", path)]
+        share = count / T
+        paths[_path_name(path)] = {"share": share, "flops": total - t_fwd, "teacher_flops": t_fwd}
+        student += share * (total - t_fwd)
+        teacher_total += share * t_fwd
+    model.train(was_training)
+    return {"flops": student, "teacher_flops": teacher_total, "total_flops": student + teacher_total, "paths": paths}
+
+
+def training_flops(model) -> float:
+    """The student's own forward + backward FLOPs per image (see :func:`training_flops_breakdown`)."""
+    return training_flops_breakdown(model)["flops"]
+
+
+def _net_path(model, path: Path) -> Path:
+    """The network path a denoiser path actually runs (SSD's full-UNet ablation and top transition)."""
+    r_in, r_out = path
+    R = model.image_size
+    if getattr(model, "unet_mode", "flexi") == "full":
+        return (R, R)
+    if getattr(model, "official_top_transition", False) and r_out == R and r_in != R:
+        return (R, R)
+    return path
+
+
+def param_counts(model) -> dict:
+    """``params`` (the sampling network), ``trainable_params`` (everything the optimizer updates,
+    e.g. Spectral Diffusion's feature adapters), ``teacher_params`` (0 without a teacher) and
+    ``active_params`` per denoiser path of the ladder ({"16->32": n}; Flexi-UNet only runs part of it).
+    """
+    net = model.net
+    out = {"params": count_params(net), "trainable_params": count_params(model, trainable_only=True)}
+    teacher = getattr(model, "teacher", None)
+    out["teacher_params"] = count_params(teacher) if teacher is not None else 0
+    active = {}
+    for path in sorted(_train_paths(model), reverse=True):
+        run = _net_path(model, path)
+        active[_path_name(path)] = net.active_params(*run) if hasattr(net, "active_params") else out["params"]
+    out["active_params"] = active
+    return out
