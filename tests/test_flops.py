@@ -67,3 +67,81 @@ def test_count_params():
     assert count_params(net) == (3 * 8 * 9 + 8) + (8 * 16 * 9 + 16)
     net[0].requires_grad_(False)
     assert count_params(net, trainable_only=True) == 8 * 16 * 9 + 16
+
+
+# -- model-level FLOPs: sampling over the trajectory, training in expectation over t ------------
+import pytest  # noqa: E402
+
+from scale_space_diffusion import DDPM, FlexiUNet, ScaleSpaceDiffusion  # noqa: E402
+from scale_space_diffusion.model_flops import param_counts, sampling_flops, training_flops, training_flops_breakdown  # noqa: E402
+
+TINY = dict(image_size=16, in_channels=1, model_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1,
+            attention_resolutions=(8,), num_heads=2)  # fmt: skip
+
+
+def tiny_ssd(**kwargs) -> ScaleSpaceDiffusion:
+    torch.manual_seed(0)
+    return ScaleSpaceDiffusion(FlexiUNet(**TINY), timesteps=100, ema_decay=None, sample_steps=10, **kwargs)
+
+
+def test_one_level_ssd_costs_what_ddpm_costs():
+    ssd = tiny_ssd(num_levels=1)
+    ddpm = DDPM(ssd.net, prediction="x0", timesteps=100, ema_decay=None, sample_steps=10)  # same weights and width
+    s_ssd, s_ddpm = sampling_flops(ssd), sampling_flops(ddpm)
+    assert s_ssd["flops"] == s_ddpm["flops"] > 0
+    assert s_ssd["paths"] == s_ddpm["paths"] == {"16->16": s_ddpm["paths"]["16->16"]}
+    assert training_flops(ssd) == training_flops(ddpm) > 2 * s_ddpm["paths"]["16->16"]["denoise_flops"]
+
+
+@pytest.mark.parametrize("ladder_schedule", ["convex", "equal"])
+def test_traced_and_per_path_sampling_flops_agree(ladder_schedule):
+    model = tiny_ssd(num_levels=3, ladder_schedule=ladder_schedule)
+    out = sampling_flops(model)
+    assert out["flops_traced"] == out["flops"]  # exact: (a) the traced sampler, (b) per path x steps
+    assert set(out["paths"]) == {"16->16", "8->16", "8->8", "4->8", "4->4"}
+    assert sum(p["steps"] for p in out["paths"].values()) == out["num_steps"] == len(out["steps"])
+    assert out["paths"]["8->16"]["posterior_flops"] > 0 == out["paths"]["8->8"]["posterior_flops"]  # R only at transitions
+
+
+def test_ssd_samples_and_trains_cheaper_than_ddpm():
+    ssd = tiny_ssd(num_levels=3)
+    ddpm = DDPM(ssd.net, prediction="x0", timesteps=100, ema_decay=None, sample_steps=10)
+    assert sampling_flops(ssd, 100)["flops"] < sampling_flops(ddpm, 100)["flops"]
+    train = training_flops_breakdown(ssd)
+    assert sum(p["share"] for p in train["paths"].values()) == pytest.approx(1.0)
+    assert train["flops"] < training_flops(ddpm) and train["teacher_flops"] == 0
+    assert train["flops"] == pytest.approx(sum(p["share"] * p["flops"] for p in train["paths"].values()))
+
+
+def test_full_unet_ablation_costs_ddpm_at_every_step():
+    full, ddpm = tiny_ssd(num_levels=3, unet_mode="full"), None
+    ddpm = DDPM(full.net, prediction="x0", timesteps=100, ema_decay=None)
+    per_step = sampling_flops(ddpm, 100)["paths"]["16->16"]["denoise_flops"]
+    assert all(p["denoise_flops"] >= per_step for p in sampling_flops(full, 100)["paths"].values())
+
+
+def test_active_params_shrink_down_the_ladder():
+    counts = param_counts(tiny_ssd(num_levels=3))
+    active = counts["active_params"]
+    assert active["16->16"] <= counts["params"]
+    assert active["4->4"] < active["8->8"] < active["16->16"]
+    assert active["8->16"] == active["16->16"]  # the authors' top transition runs the full-resolution path
+
+
+def test_spectral_teacher_forward_is_reported_apart(tmp_path):
+    from conftest import train_and_save
+
+    from scale_space_diffusion import SpectralDiffusion, SpectralUNet, UNet
+
+    torch.manual_seed(0)
+    teacher = DDPM(UNet(**TINY), timesteps=100, ema_decay=None, grid_size=0)  # no sample grid at train end
+    path = train_and_save(teacher, tmp_path / "teacher.ckpt")
+    slim = {**TINY, "model_channels": 4}
+    student = SpectralDiffusion(SpectralUNet(**slim), teacher=path, timesteps=100, ema_decay=None)
+    plain = SpectralDiffusion(SpectralUNet(**slim), timesteps=100, ema_decay=None)
+    out = training_flops_breakdown(student)
+    teacher_fwd = sampling_flops(teacher, 1)["paths"]["16->16"]["denoise_flops"]
+    assert out["teacher_flops"] == teacher_fwd  # forward only, every t
+    assert out["flops"] > training_flops(plain)  # the student also pays for its distillation adapters
+    assert out["total_flops"] == out["flops"] + out["teacher_flops"]
+    assert param_counts(student)["teacher_params"] == count_params(teacher.net)
