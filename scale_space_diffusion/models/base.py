@@ -155,11 +155,14 @@ class DiffusionModule(L.LightningModule):
 
     def save_sample_grid(self, name: str) -> Path | None:
         """Sample ``grid_size`` images with fixed seeds and save a PNG grid under the log dir."""
-        if self.trainer is None or not self.trainer.is_global_zero or self.grid_size <= 0:
+        if self.trainer is None or self.grid_size <= 0:
+            return None
+        log_dir = self.trainer.log_dir  # a collective call: every rank must make it
+        if not self.trainer.is_global_zero:
             return None
         indices = torch.arange(self.grid_size)
         images = self.sample(sample_generators(self.sample_seed, indices), self.sample_labels(indices))
-        path = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples" / f"{name}.png"
+        path = Path(log_dir or self.trainer.default_root_dir) / "samples" / f"{name}.png"
         save_grid(images, path, upscale=max(1, 128 // self.image_size))
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_image"):  # TensorBoard
