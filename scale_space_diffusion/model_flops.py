@@ -169,9 +169,14 @@ def training_flops_breakdown(model, cache: dict | None = None) -> dict:
             main = model.loss_fn(model.network, model.process, x0, t, noise, labels).mean()
             if teacher is None:
                 return main
-            with warnings.catch_warnings():  # auxiliary_loss logs its terms; there is no trainer here
-                warnings.filterwarnings("ignore", message=".*self.log.*")
-                return main + model.auxiliary_loss(x0, "train")
+            # auxiliary_loss logs its terms: detach any finished trainer, whose loop would refuse them
+            trainer, model.trainer = model._trainer, None
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*self.log.*")
+                    return main + model.auxiliary_loss(x0, "train")
+            finally:
+                model.trainer = trainer
 
         if ("train", path) not in cache:
             total = count_train_flops(model, loss)
