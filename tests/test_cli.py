@@ -16,8 +16,6 @@ from scale_space_diffusion.networks.flexi_unet import FlexiUNet
 from scale_space_diffusion.networks.unet import UNet
 
 CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / "configs").rglob("*.yaml"))
-# 128 and 256 px configs take longest; CI runs them with the slow tests.
-CONFIG_PARAMS = [pytest.param(c, marks=pytest.mark.slow) if any(s in c.name for s in ("128", "256")) else c for c in CONFIGS]
 TINY = 8  # paper-sized configs run at this width
 
 
@@ -36,7 +34,7 @@ def fit_args(config: Path, tmp_path, fmnist_idx, cache_dir) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("config", CONFIG_PARAMS, ids=str)
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
 def test_every_config_fast_dev_run(config, tmp_path, fmnist_idx, cache_dir, rgb_folder):
     cfg = yaml.safe_load((ROOT / config).read_text())
     net = cfg["model"]["init_args"]["net"]["init_args"]
