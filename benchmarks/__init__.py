@@ -7,5 +7,6 @@
 Files: ``presets.py`` (what each preset trains and samples), ``runs.py`` (one model: build,
 train, sample, speed), ``quality.py`` (classifier and FID/KID), ``suite.py`` (the preset run),
 ``report.py`` and ``plots.py`` (results.json, results.md, PNG plots), ``scaling.py`` and
-``hierarchy.py`` (the paper analyses).
+``hierarchy.py`` (the paper analyses). ``exact_vs_lanczos.py`` times the exact transition noise
+against the authors' Lanczos approximation (``python -m benchmarks.exact_vs_lanczos``).
 """

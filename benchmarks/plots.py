@@ -16,10 +16,14 @@ from scale_space_diffusion.ladder import ResolutionLadder  # noqa: E402
 
 def fid_vs_gflops(runs: list[dict], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for r in runs:
+    for i, r in enumerate(runs):
         ax.scatter(r["sample_gflops_per_image"], r["fid"], s=40)
-        ax.annotate(r["run"], (r["sample_gflops_per_image"], r["fid"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(r["run"], (r["sample_gflops_per_image"], r["fid"]), textcoords="offset points",
+                    xytext=(5, 4 if i % 2 else -10), fontsize=8)  # alternate sides: close points stay readable
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("sampling GFLOPs per image (whole trajectory)")
     ax.set_ylabel(runs[0]["feature_extractor"] if runs else "FID")
     low = " (low-sample)" if runs and runs[0]["low_sample"] else ""

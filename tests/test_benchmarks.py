@@ -54,3 +54,23 @@ def test_checkpoints_are_reused_and_the_teacher_found(smoke, tmp_path):
 def test_distillation_without_a_teacher_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="ddpm"):
         main(["--preset", "smoke", "--out", str(tmp_path), "--only", "sd_distilled"])
+
+
+def test_hierarchy_analysis(fmnist_idx, tmp_path):
+    main(["--idx-dir", str(fmnist_idx), "--data-cache-dir", str(tmp_path / "data"), "hierarchy", "--out", str(tmp_path)])
+    curves = json.loads((tmp_path / "hierarchy.json").read_text())
+    freq = curves["frequencies"]
+    assert len(freq) == 1000 and freq[0] > 0.5 > freq[-1]  # signal dominates at t = 0, noise at t = T-1
+    assert curves["ladder_convex"][0] == 1 and curves["ladder_convex"][-1] == 1 / 16
+    assert (tmp_path / "hierarchy.png").is_file() and "r^2/R^2" in (tmp_path / "hierarchy.md").read_text()
+
+
+@pytest.mark.slow
+def test_scaling_analysis_at_64px(tmp_path):
+    main(["scaling", "--sizes", "64", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "scaling.json").read_text())["rows"]
+    ddpm = next(r for r in rows if r["layout"] == "full" and r["levels"] == 1)
+    ssd4 = next(r for r in rows if r["layout"] == "official" and r["levels"] == 4 and r["schedule"] == "convex")
+    assert ddpm["sample_vs_ddpm"] == 1 and ssd4["sample_vs_ddpm"] < 0.7
+    assert round(ssd4["params"] / 1e6, 2) == 92.26  # the released 64px 4L net
+    assert (tmp_path / "scaling.png").is_file()

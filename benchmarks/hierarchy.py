@@ -1,0 +1,100 @@
+"""``python -m benchmarks hierarchy``: how much of x_t is still signal, next to the SSD ladder.
+
+Definitions (real Fashion-MNIST test images x0 in [-1, 1], linear betas, T = 1000):
+- **signal-dominated pixels (DDPM)**: the fraction of pixels with |a_t x0| > sigma_t, i.e. where the
+  clean signal's magnitude exceeds the noise's standard deviation in x_t = a_t x0 + sigma_t eps.
+- **signal-dominated pixels (SSD)**: the same in SSD's x_t = a_t R_{1:t} x0 + sigma_t eps at r(t)
+  (3-level convex ladder): |a_t R_{1:t} x0| > sigma_t over the r(t)^2 pixels.
+- **signal-dominated frequencies**: the fraction of orthonormal 2-D DFT coefficients of x0 with
+  a_t |X0(k)| > sigma_t (white noise has expected power sigma_t^2 in every coefficient). It is
+  the quantity the ladder's relative information compares with: a resolution r keeps about
+  r^2/R^2 of the R^2 coefficients (the lowest frequencies).
+- **relative information of a ladder level**: r(t)^2 / R^2 (1, 1/4, 1/16 for 32/16/8 px).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from scale_space_diffusion.data import ImageDataModule
+from scale_space_diffusion.degradation import Resize
+from scale_space_diffusion.ladder import ResolutionLadder
+from scale_space_diffusion.schedule import NoiseSchedule
+
+T, LEVELS, SIZE = 1000, 3, 32
+
+
+def curves(x0: torch.Tensor) -> dict[str, list[float]]:
+    """x0 float (N, 1, R, R) in [-1, 1] -> per-t fractions (lists of length T)."""
+    sched = NoiseSchedule.make("linear", T)
+    a, sigma = sched.abar.sqrt().float(), (1 - sched.abar).sqrt().float()
+    R = x0.shape[-1]
+    ladders = {s: ResolutionLadder(R, LEVELS, T, s, 0.5) for s in ("convex", "equal")}
+    amp_pix = x0.abs().flatten(1)  # (N, R^2)
+    amp_freq = torch.fft.fft2(x0.double(), norm="ortho").abs().float().flatten(1)
+    down = {r: Resize("bilinear").down(x0.double(), r).abs().float().flatten(1) for r in ladders["convex"].resolutions}
+    out = {"t": list(range(T)), "pixels_ddpm": [], "pixels_ssd_convex": [], "frequencies": []}
+    for t in range(T):
+        out["pixels_ddpm"].append(float((a[t] * amp_pix > sigma[t]).float().mean()))
+        out["pixels_ssd_convex"].append(float((a[t] * down[ladders["convex"].res(t)] > sigma[t]).float().mean()))
+        out["frequencies"].append(float((a[t] * amp_freq > sigma[t]).float().mean()))
+    for s, lad in ladders.items():
+        out[f"ladder_{s}"] = [(lad.res(t) / R) ** 2 for t in range(T)]
+    return out
+
+
+def crossing(values: list[float], level: float) -> int | None:
+    """First t at which a (decreasing) curve drops below ``level``."""
+    return next((t for t, v in enumerate(values) if v < level), None)
+
+
+def markdown(c: dict, n: int) -> str:
+    keys = ["pixels_ddpm", "pixels_ssd_convex", "frequencies", "ladder_convex", "ladder_equal"]
+    lines = ["# Signal-dominated pixels over t vs the SSD ladder\n", __doc__.split("\n\n", 1)[1].strip(),
+             f"\nAveraged over {n} real test images ({SIZE}x{SIZE}); ladders: {LEVELS} levels {SIZE}/{SIZE // 2}/{SIZE // 4}.\n",
+             "| t | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]  # fmt: skip
+    for t in list(range(0, T, 100)) + [T - 1]:
+        lines.append(f"| {t} | " + " | ".join(f"{c[k][t]:.3f}" for k in keys) + " |")
+    lines += ["\n| level | r^2/R^2 | signal-dominated frequencies fall below it at t | convex ladder reaches it at t | equal ladder at t |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for r in (SIZE // 2, SIZE // 4):
+        frac = (r / SIZE) ** 2
+        at = [crossing(c[k], frac * 1.0001) for k in ("ladder_convex", "ladder_equal")]  # ladder values equal frac there
+        lines.append(f"| {r}px | {frac:.4g} | {crossing(c['frequencies'], frac)} | {at[0]} | {at[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(c: dict, path: Path) -> None:
+    from .plots import plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    ax.plot(c["t"], c["pixels_ddpm"], label="signal-dominated pixels, DDPM x_t")
+    ax.plot(c["t"], c["pixels_ssd_convex"], label="signal-dominated pixels, SSD x_t (convex, 3L)")
+    ax.plot(c["t"], c["frequencies"], label="signal-dominated frequencies (DFT of x0)")
+    ax.step(c["t"], c["ladder_convex"], "k--", where="post", label="r(t)^2/R^2, convex ladder")
+    ax.step(c["t"], c["ladder_equal"], "k:", where="post", label="r(t)^2/R^2, equal ladder")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-3, 1.05)
+    ax.set_xlabel("timestep t")
+    ax.set_ylabel("fraction")
+    ax.set_title("How much of x_t is signal, vs the information each ladder level keeps", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_hierarchy(out: Path, num_images: int = 1000, idx_dir: str | None = None, data_cache_dir: str | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    kwargs = {k: v for k, v in dict(idx_dir=idx_dir, cache_dir=data_cache_dir).items() if v is not None}
+    data = ImageDataModule("fashion_mnist", image_size=SIZE, **kwargs)
+    x0 = data.reference_images("test", max_samples=num_images).float() / 127.5 - 1
+    c = curves(x0)
+    (out / "hierarchy.json").write_text(json.dumps({"num_images": len(x0), **c}))
+    (out / "hierarchy.md").write_text(markdown(c, len(x0)))
+    plot(c, out / "hierarchy.png")
+    print((out / "hierarchy.md").read_text())
+    return c
