@@ -94,7 +94,8 @@ class DiffusionModule(L.LightningModule):
         r = self.process.ladder.res(int(t[0]))
         noise = torch.randn(len(images), images.shape[1], r, r, device=self.device, dtype=images.dtype)
         per_sample = self.loss_fn(self.network, self.process, images, t, noise, labels)
-        loss = per_sample.mean() + self.auxiliary_loss(images, stage)
+        denoise = per_sample.mean()
+        loss = denoise + self.auxiliary_loss(images, stage)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite {stage} loss {loss.item()} at global step {self.global_step} with t in "
@@ -102,6 +103,7 @@ class DiffusionModule(L.LightningModule):
                 "Checkpoints already written are kept."
             )
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", sync_dist=stage != "train", batch_size=len(images))
+        self.log(f"{stage}/denoise", denoise, sync_dist=stage != "train", batch_size=len(images))  # without extra terms
         if stage != "train":
             bucket = (t * self.loss_buckets // self.process.T).cpu()
             for b in bucket.unique().tolist():
