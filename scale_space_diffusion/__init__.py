@@ -23,6 +23,9 @@ _EXPORTS = {
     "sample_respaced": ".sampler",
     "SampleWriter": ".callbacks",
     "count_flops": ".flops",
+    "sampling_flops": ".model_flops",
+    "training_flops": ".model_flops",
+    "param_counts": ".model_flops",
     "load_model": ".models.loading",
 }
 
