@@ -12,7 +12,7 @@ import socket
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .idx import FASHION_FILES, cache_key, fashion_mnist_arrow
 
-if TYPE_CHECKING:
-    import datasets
+# `datasets` is imported inside functions (annotations below are never evaluated): `ssd --help` stays
+# light, and no TYPE_CHECKING block either, since jsonargparse executes those to resolve annotations.
 
 _FASHION_HUB = "zalando-datasets/fashion_mnist"
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
