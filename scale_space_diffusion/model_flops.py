@@ -196,17 +196,6 @@ def training_flops(model) -> float:
     return training_flops_breakdown(model)["flops"]
 
 
-def _net_path(model, path: Path) -> Path:
-    """The network path a denoiser path actually runs (SSD's full-UNet ablation and top transition)."""
-    r_in, r_out = path
-    R = model.image_size
-    if getattr(model, "unet_mode", "flexi") == "full":
-        return (R, R)
-    if getattr(model, "official_top_transition", False) and r_out == R and r_in != R:
-        return (R, R)
-    return path
-
-
 def param_counts(model) -> dict:
     """``params`` (the sampling network), ``trainable_params`` (everything the optimizer updates,
     e.g. Spectral Diffusion's feature adapters), ``teacher_params`` (0 without a teacher) and
@@ -218,7 +207,7 @@ def param_counts(model) -> dict:
     out["teacher_params"] = count_params(teacher) if teacher is not None else 0
     active = {}
     for path in sorted(_train_paths(model), reverse=True):
-        run = _net_path(model, path)
+        run = model.net_path(*path)
         active[_path_name(path)] = net.active_params(*run) if hasattr(net, "active_params") else out["params"]
     out["active_params"] = active
     return out

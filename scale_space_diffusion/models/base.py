@@ -62,6 +62,10 @@ class DiffusionModule(L.LightningModule):
         """Raw network output for x_t (B,C,r,r) at out_res: eps or x0 per ``loss_fn.prediction``."""
         return self.net(x_t, t, labels)
 
+    def net_path(self, in_res: int, out_res: int) -> tuple[int, int]:
+        """The (input, output) resolutions the network itself runs for a denoiser call in_res -> out_res."""
+        return (in_res, out_res)
+
     def denoise(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None = None) -> Tensor:
         """x0_hat (B,C,out_res,out_res), the sampler's model contract."""
         out = self.network(x_t, t, out_res, labels)

@@ -89,11 +89,17 @@ class ScaleSpaceDiffusion(DiffusionModule):
             raise ValueError(f"cannot tell the number of levels from {path!r}; pass num_levels")
         return cls(FlexiUNet(**cfg), num_levels=levels, official_checkpoint=path, ema_decay=None, sample_steps=sample_steps)
 
+    def net_path(self, in_res: int, out_res: int) -> tuple[int, int]:
+        R = self.image_size
+        if self.unet_mode == "full" or (self.official_top_transition and out_res == R and in_res != R):
+            return (R, R)
+        return (in_res, out_res)
+
     def network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor:
         R, r = self.image_size, x_t.shape[-1]
         if self.unet_mode == "full":  # ablation: whole UNet at R, output resized down to out_res
             return self.process.resize.down(self.net(upsample(x_t, R), t, labels), out_res)
-        if self.official_top_transition and out_res == R and r != R:
+        if self.net_path(r, out_res) != (r, out_res):  # into the top level: upsample x_t, run the R path
             return self.net(upsample(x_t, R), t, labels)
         return self.net(x_t, t, labels, out_res=out_res)
 
