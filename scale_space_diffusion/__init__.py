@@ -22,6 +22,8 @@ _EXPORTS = {
     "sample_ancestral": ".sampler",
     "sample_respaced": ".sampler",
     "SampleWriter": ".callbacks",
+    "InterruptCheckpoint": ".callbacks",
+    "EpochSampler": ".data_order",
     "count_flops": ".flops",
     "sampling_flops": ".model_flops",
     "training_flops": ".model_flops",

@@ -1,13 +1,16 @@
-"""Prediction writer: one lossless PNG per sample, named by sample index, in a fresh directory."""
+"""Callbacks: the prediction writer (one lossless PNG per sample, named by sample index, in a fresh directory)
+and the checkpoint written when training is interrupted."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Checkpoint
+from lightning.pytorch.utilities import rank_zero_info
 
 from .images import grid, save_png
 
@@ -74,3 +77,22 @@ class SampleWriter(BasePredictionWriter):
             images = images.repeat_interleave(64 // images.shape[-1], -1).repeat_interleave(64 // images.shape[-1], -2)
         save_png(grid(images), self.run_dir / "grid.png")
         print(f"Wrote {len(list(self.run_dir.glob('[0-9]*.png')))} samples and a grid to {self.run_dir}/grid.png")
+
+
+class InterruptCheckpoint(Checkpoint):
+    """On Ctrl-C during ``fit``, saves ``<dirpath>/interrupted.ckpt`` and prints how to resume from it.
+
+    Errors (a NaN loss, say) save nothing: the checkpoints written before them are the last good state.
+    A resumed run continues exactly where the interrupted one stopped (see ``EpochSampler``).
+    """
+
+    def __init__(self, dirpath: str | None = None):  # default: the ModelCheckpoint's dirpath, else <root>/checkpoints
+        self.dirpath = dirpath
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != "fit":
+            return
+        dirpath = self.dirpath or getattr(trainer.checkpoint_callback, "dirpath", None)
+        path = os.path.join(dirpath or os.path.join(trainer.default_root_dir, "checkpoints"), "interrupted.ckpt")
+        trainer.save_checkpoint(path)
+        rank_zero_info(f"Interrupted after step {trainer.global_step}; resume with `fit ... --ckpt_path={path}`")

@@ -22,11 +22,12 @@ def _cli_class():
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
-    from .callbacks import SampleWriter
+    from .callbacks import InterruptCheckpoint, SampleWriter
 
     class DiffusionCLI(LightningCLI):
         def add_arguments_to_parser(self, parser):
             parser.add_lightning_class_args(SampleWriter, "sample_writer")
+            parser.add_lightning_class_args(InterruptCheckpoint, "interrupt_checkpoint")
             parser.add_argument(
                 "--random_weights", type=bool, default=False,
                 help="allow test/predict without a checkpoint (samples from an untrained model)",
@@ -66,6 +67,8 @@ def run(args: list[str] | None = None):
     """Build and run the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests). Returns the LightningCLI."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
     warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
+    # Our data order resumes through the data module's state (EpochSampler), which this warning does not see.
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     from .data import ImageDataModule
     from .models.base import DiffusionModule
 

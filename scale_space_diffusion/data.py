@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import socket
 import urllib.parse
 import urllib.request
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from .data_order import EpochSampler
 from .idx import FASHION_FILES, cache_key, fashion_mnist_arrow
 
 # `datasets` is imported inside functions (annotations below are never evaluated): `ssd --help` stays
@@ -85,13 +85,13 @@ class _Images(Dataset):
     """Arrow-backed images; ``__getitems__`` returns a whole batch ``(images (B,C,S,S) in [-1,1], labels (B,))``."""
 
     def __init__(self, ds: datasets.Dataset, image: str, label: str | None, size: int, channels: int,
-                 small_images: str, flip: bool):
+                 small_images: str):
         import datasets
         self.encoded = isinstance(ds.features[image], datasets.Image)
         if self.encoded:  # decode ourselves, so that a failure can name the file
             ds = ds.cast_column(image, datasets.Image(decode=False))
         self.ds, self.image, self.label = ds.with_format("arrow"), image, label
-        self.size, self.channels, self.small_images, self.flip = size, channels, small_images, flip
+        self.size, self.channels, self.small_images = size, channels, small_images
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -110,7 +110,10 @@ class _Images(Dataset):
         return torch.cat(out)
 
     @_one_thread()
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, keys: list[int] | list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch for sample indices, or for ``(index, flip)`` pairs from :class:`EpochSampler`."""
+        pairs = [k if isinstance(k, tuple) else (k, False) for k in keys]
+        indices = [i for i, _ in pairs]
         batch = self.ds[indices]  # one Arrow take for the whole batch
         col = batch.column(self.image).combine_chunks()
         if self.encoded:
@@ -121,9 +124,8 @@ class _Images(Dataset):
             x = center_crop_arr(_to_channels(a, self.channels), self.size, self.small_images)
         y = (torch.tensor(batch.column(self.label).to_numpy(), dtype=torch.long) if self.label
              else torch.zeros(len(indices), dtype=torch.long))
-        if self.flip:
-            m = torch.rand(len(x)) < 0.5
-            x[m] = x[m].flip(-1)
+        flip = torch.tensor([f for _, f in pairs], dtype=torch.bool)
+        x[flip] = x[flip].flip(-1)
         return x, y
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,7 +208,7 @@ class ImageDataModule(L.LightningDataModule):
         max_samples: int | None = None,  # cap on each split, for quick runs
         batch_size: int = 64,            # per step, and per predict batch
         num_workers: int = 0,            # DataLoader processes; 0 loads in the main process
-        seed: int = 0,                   # seeds the train/val hold-out
+        seed: int = 0,                   # seeds the train/val hold-out and the training order and flips
         num_samples: int = 64,           # predict: how many images to sample
         idx_dir: str = "/usr/share/datasets/fashion-mnist",  # where Debian's dataset-fashion-mnist puts the IDX files
         cache_dir: str | None = None,    # Arrow cache; default ~/.cache/scale_space_diffusion
@@ -228,6 +230,7 @@ class ImageDataModule(L.LightningDataModule):
         self.location: Path | None = None  # where the prepared data lives, set by prepare_data/setup
         self._source: datasets.DatasetDict | None = None
         self.splits: dict[str, _Images] = {}
+        self._resume: tuple[int, int] | None = None  # (epoch, finished batches) from a checkpoint
 
     def _load(self) -> datasets.DatasetDict:
         """The source as a ``DatasetDict`` (cached in memory; on disk under ``cache_dir``)."""
@@ -288,8 +291,7 @@ class ImageDataModule(L.LightningDataModule):
         cap = hp.max_samples or len(train) + len(val) + len(test)
         for split, ds in (("train", train), ("val", val), ("test", test)):
             ds = ds.select(range(min(cap, len(ds))))
-            self.splits[split] = _Images(ds, image, label, hp.image_size, hp.channels, hp.small_images,
-                                         flip=hp.random_flip and split == "train")
+            self.splits[split] = _Images(ds, image, label, hp.image_size, hp.channels, hp.small_images)
 
     @property
     def num_classes(self) -> int | None:
@@ -303,14 +305,36 @@ class ImageDataModule(L.LightningDataModule):
         feature = train.features.get(self._columns(train)[1] or "")
         return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
 
-    def _loader(self, split: str) -> DataLoader:
+    def _loader(self, split: str, sampler: EpochSampler | None = None) -> DataLoader:
         self.setup()
         hp = self.hparams
-        return DataLoader(self.splits[split], batch_size=hp.batch_size, shuffle=split == "train",
-                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0, collate_fn=_batched)
+        return DataLoader(self.splits[split], batch_size=hp.batch_size, sampler=sampler, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0, collate_fn=_batched)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        """Shuffled by :class:`EpochSampler` (seeded by ``seed``, sharded over data-parallel ranks, resumable)."""
+        self.setup()
+        trainer, hp = self.trainer, self.hparams
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = EpochSampler(len(self.splits["train"]), hp.seed, world, rank, flip=hp.random_flip)
+        if self._resume is not None:
+            epoch, batches = self._resume
+            sampler.resume(epoch, batches * hp.batch_size)
+            self._resume = None
+        return self._loader("train", sampler)
+
+    def state_dict(self) -> dict[str, int]:
+        """Progress through the training order, saved in checkpoints so a resumed run skips finished batches."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        epoch, done = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # a checkpoint at the end of an epoch resumes at the next one
+            epoch, done = epoch + 1, 0
+        return {"epoch": epoch, "batches": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = (state_dict["epoch"], state_dict["batches"]) if state_dict else None
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
@@ -327,8 +351,8 @@ class ImageDataModule(L.LightningDataModule):
         split = "val" if split == "validation" else split
         if split not in self.splits:
             raise ValueError(f"split={split!r} must be one of {list(self.splits)}")
-        ds = copy.copy(self.splits[split])
-        ds.flip, n = False, min(len(ds), max_samples or len(ds))
+        ds = self.splits[split]
+        n = min(len(ds), max_samples or len(ds))
         out = [ds.__getitems__(list(range(i, min(n, i + 500))))[0] for i in range(0, n, 500)]
         x = torch.cat(out) if out else torch.zeros(0, ds.channels, ds.size, ds.size)
         return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)

@@ -6,6 +6,7 @@ Subclasses only say how the network is called (:meth:`network`) and which proces
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import lightning as L
@@ -20,13 +21,15 @@ from ..process import ScaleSpaceProcess
 from ..sampler import prior, randn, sample_respaced
 
 
+def seeded_generator(*key: int | str) -> torch.Generator:
+    """A CPU generator seeded by a hash of ``key``: distinct keys give independent streams."""
+    digest = hashlib.sha256(":".join(map(str, key)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
 def sample_generators(seed: int, indices: Tensor) -> list[torch.Generator]:
     """One generator per sample, seeded from (seed, sample index): independent of batching and devices."""
-    gens = []
-    for i in indices.tolist():
-        digest = hashlib.sha256(f"{seed}:{i}".encode()).digest()
-        gens.append(torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1))
-    return gens
+    return [seeded_generator(seed, i) for i in indices.tolist()]
 
 
 class DiffusionModule(L.LightningModule):
@@ -54,6 +57,7 @@ class DiffusionModule(L.LightningModule):
         self.ema_decay, self.ema_start_step = ema_decay, ema_start_step
         self.sample_steps, self.sample_seed = sample_steps, sample_seed
         self.grid_every_n_epochs, self.grid_size, self.loss_buckets = grid_every_n_epochs, grid_size, loss_buckets
+        self._train_seed: int | None = None
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
 
@@ -91,12 +95,13 @@ class DiffusionModule(L.LightningModule):
                 f"{self.image_size}); set data.channels / data.image_size to match the model"
             )
         labels = labels if getattr(self.net, "num_classes", None) else None
-        # Ranks share the draw of the batch's resolution (seed_everything seeds every rank alike).
-        stage_id = ("train", "val", "test").index(stage)
-        key = (torch.initial_seed() * 1_000_003 + self.global_step * 65_537 + batch_idx * 3 + stage_id) % 2**63
-        t = self.process.ladder.sample_t(len(images), shared=torch.Generator().manual_seed(key)).to(self.device)
+        # Randomness is a function of (seed, stage, step, batch): resumed runs repeat it exactly. Every rank
+        # draws the batch's resolution alike (one network path per step); t and noise are the rank's own.
+        key = (self.train_seed, stage, self.global_step, batch_idx)
+        local = seeded_generator(*key, "rank", self.global_rank)
+        t = self.process.ladder.sample_t(len(images), generator=local, shared=seeded_generator(*key)).to(self.device)
         r = self.process.ladder.res(int(t[0]))
-        noise = torch.randn(len(images), images.shape[1], r, r, device=self.device, dtype=images.dtype)
+        noise = torch.randn(len(images), images.shape[1], r, r, generator=local).to(self.device, images.dtype)
         per_sample = self.loss_fn(self.network, self.process, images, t, noise, labels)
         denoise = per_sample.mean()
         loss = denoise + self.auxiliary_loss(images, stage)
@@ -190,7 +195,18 @@ class DiffusionModule(L.LightningModule):
         """Extra loss terms after the denoising loss (distillation in Spectral Diffusion)."""
         return 0.0
 
+    @property
+    def train_seed(self) -> int:
+        """Seeds the training draws of t and noise: ``seed_everything``'s seed, or the one the checkpoint used."""
+        if self._train_seed is None:
+            self._train_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return self._train_seed
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["train_seed"] = self.train_seed
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}  # dropout: ranks share it under seed_everything
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["model_class"] = type(self).__name__
         checkpoint["model_class_path"] = f"{type(self).__module__}.{type(self).__name__}"
         checkpoint["net_class_path"] = f"{type(self.net).__module__}.{type(self.net).__name__}"
@@ -203,3 +219,10 @@ class DiffusionModule(L.LightningModule):
                 f"this checkpoint was saved by {saved}, not {type(self).__name__}; "
                 f"pass the matching model (e.g. --model={saved} or the config it was trained with)"
             )
+        self._train_seed = checkpoint.get("train_seed", self._train_seed)
+        resuming = self._trainer is not None and self._trainer.state.fn == "fit"
+        rng = checkpoint.get("rng_states", {}) if resuming else {}  # loading weights leaves the global RNG alone
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
