@@ -11,10 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
-from conftest import ROOT, train_and_save
-
-from scale_space_diffusion.models.ddpm import DDPM
-from scale_space_diffusion.networks.unet import UNet
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 STEPS = 3
@@ -44,15 +41,14 @@ def ssd_cli(*args, cwd):
 
 
 @pytest.mark.parametrize("name", ["ddpm", "ssd", "spectral"])
-def test_ddp_keeps_ranks_in_sync_and_saves_ema_once(name, tmp_path, fmnist_idx, cache_dir):
+def test_ddp_keeps_ranks_in_sync_and_saves_ema_once(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher):
     # Flexi-UNet leaves the blocks of other resolutions unused in a step, so DDP must look for them in SSD.
     strategy = "ddp_find_unused_parameters_true" if name == "ssd" else "ddp"
     args = [f"--config={ROOT / f'configs/smoke/{name}_tiny.yaml'}", f"--trainer.strategy={strategy}",
             "--trainer.devices=2", f"--trainer.max_steps={STEPS}", "--trainer.callbacks+=test_distributed.RankDump",
             f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}", f"--trainer.default_root_dir={tmp_path}"]  # fmt: skip
     if name == "spectral":
-        teacher = DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), timesteps=100, ema_decay=None, grid_size=0)
-        args.append(f"--model.init_args.teacher={train_and_save(teacher, tmp_path / 'teacher.ckpt')}")
+        args.append(f"--model.init_args.teacher={tiny_teacher}")
     ssd_cli("fit", *args, cwd=tmp_path)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2))
     assert len(r0["batches"]) == STEPS and set(r0["batches"]).isdisjoint(r1["batches"])  # ranks saw different data

@@ -44,12 +44,6 @@ def keep_sigint(monkeypatch):
     signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after a KeyboardInterrupt
 
 
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    net = UNet(16, 1, None, 8, (1, 2), 1, (), 4)
-    return train_and_save(DDPM(net, timesteps=100, ema_decay=None, grid_size=0), tmp_path_factory.mktemp("t") / "t.ckpt")
-
-
 def fit(name, root, fmnist_idx, cache_dir, teacher, ckpt_path=None, interrupt_at=None, nan_at=None):
     """``fit`` a smoke config for 2K steps into ``root``, checkpointing every K; returns the batch hashes."""
     callbacks = [
@@ -93,20 +87,20 @@ def assert_same_state(a, b):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_resume_equals_uninterrupted(name, tmp_path, fmnist_idx, cache_dir, teacher):
+def test_resume_equals_uninterrupted(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher):
     """Weights, EMA, optimizer state and data order match after a stop at K (a checkpoint) or a Ctrl-C at K."""
-    whole = fit(name, tmp_path / "whole", fmnist_idx, cache_dir, teacher)
+    whole = fit(name, tmp_path / "whole", fmnist_idx, cache_dir, tiny_teacher)
     assert len(whole) == 2 * K and len(set(whole)) == 2 * K
     reference = states(tmp_path / f"whole/ckpt/step={2 * K}.ckpt")
 
-    resumed = fit(name, tmp_path / "resumed", fmnist_idx, cache_dir, teacher, ckpt_path=tmp_path / f"whole/ckpt/step={K}.ckpt")
+    resumed = fit(name, tmp_path / "resumed", fmnist_idx, cache_dir, tiny_teacher, ckpt_path=tmp_path / f"whole/ckpt/step={K}.ckpt")
     assert resumed == whole[K:]
     assert_same_state(states(tmp_path / f"resumed/ckpt/step={2 * K}.ckpt"), reference)
 
-    fit(name, tmp_path / "stopped", fmnist_idx, cache_dir, teacher, interrupt_at=K)
+    fit(name, tmp_path / "stopped", fmnist_idx, cache_dir, tiny_teacher, interrupt_at=K)
     interrupted = tmp_path / "stopped/ckpt/interrupted.ckpt"
     assert torch.load(interrupted, weights_only=False)["global_step"] == K
-    after = fit(name, tmp_path / "after", fmnist_idx, cache_dir, teacher, ckpt_path=interrupted)
+    after = fit(name, tmp_path / "after", fmnist_idx, cache_dir, tiny_teacher, ckpt_path=interrupted)
     assert after == whole[K:]
     assert_same_state(states(tmp_path / f"after/ckpt/step={2 * K}.ckpt"), reference)
 

@@ -50,6 +50,7 @@ class DiffusionModule(L.LightningModule):
         grid_every_n_epochs: int = 1,  # validation epochs between sample grids; 0 disables
         grid_size: int = 16,  # images per grid
         loss_buckets: int = 4,  # the loss is also logged per timestep quantile
+        torch_compile: bool = False,  # torch.compile the network (inductor; on CPU it needs a C++ compiler)
     ):
         super().__init__()
         self.net = net
@@ -57,6 +58,7 @@ class DiffusionModule(L.LightningModule):
         self.ema_decay, self.ema_start_step = ema_decay, ema_start_step
         self.sample_steps, self.sample_seed = sample_steps, sample_seed
         self.grid_every_n_epochs, self.grid_size, self.loss_buckets = grid_every_n_epochs, grid_size, loss_buckets
+        self.torch_compile = torch_compile
         self._train_seed: int | None = None
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
@@ -131,6 +133,10 @@ class DiffusionModule(L.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def configure_model(self) -> None:
+        if self.torch_compile and not getattr(self.net, "_compiled_call_impl", None):
+            self.net.compile()  # in place: parameter names and checkpoints are unchanged
 
     def configure_callbacks(self):
         if self.ema_decay is None:

@@ -1,0 +1,61 @@
+"""Precision and compilation: bf16-mixed training runs on CPU for every model, and torch.compile is one flag."""
+
+import shutil
+import sys
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import ROOT
+
+from scale_space_diffusion.cli import run
+
+
+class OutputDtype(L.Callback):
+    """Records the dtype of the network's output and the loss of every training step."""
+
+    def __init__(self):
+        self.dtypes, self.losses = set(), []
+
+    def on_fit_start(self, trainer, pl_module):
+        pl_module.net.register_forward_hook(lambda m, i, out: self.dtypes.add(out.dtype))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ssd"])  # LightningCLI warns when args and argv both exist
+
+
+def fit(name, tmp_path, fmnist_idx, cache_dir, teacher, *extra):
+    args = [
+        "fit", f"--config={ROOT / f'configs/smoke/{name}_tiny.yaml'}", "--trainer.max_steps=2",
+        f"--trainer.default_root_dir={tmp_path}", f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}",
+        "--model.init_args.grid_size=0", "--trainer.callbacks+=test_precision.OutputDtype", *extra,
+    ]  # fmt: skip
+    args += [f"--model.init_args.teacher={teacher}"] if name == "spectral" else []
+    cli = run(args)
+    return cli, next(cb for cb in cli.trainer.callbacks if isinstance(cb, OutputDtype))
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ssd", "spectral"])
+def test_bf16_mixed_trains_on_cpu(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher):
+    cli, probe = fit(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher, "--trainer.precision=bf16-mixed")
+    assert cli.trainer.global_step == 2 and torch.bfloat16 in probe.dtypes  # autocast really ran the network in bf16
+    assert all(torch.isfinite(torch.tensor(probe.losses)))
+    assert all(p.dtype == torch.float32 for p in cli.model.parameters())  # master weights stay float32
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile's CPU backend (inductor) needs a C++ compiler; none on PATH")  # fmt: skip
+@pytest.mark.parametrize("name", ["ddpm"])
+def test_torch_compile_flag(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher):
+    cli, probe = fit(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher, "--model.init_args.torch_compile=true")
+    assert cli.model.net._compiled_call_impl is not None and cli.trainer.global_step == 2
+    assert all(torch.isfinite(torch.tensor(probe.losses)))
+    saved = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)["state_dict"]
+    assert saved.keys() == cli.model.state_dict().keys() and not any("_orig_mod" in k for k in saved)
