@@ -134,13 +134,21 @@ class DiffusionModule(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
 
-    def configure_model(self) -> None:
-        if self.torch_compile and not getattr(self.net, "_compiled_call_impl", None):
-            self.net.compile()  # in place: parameter names and checkpoints are unchanged
+    def setup(self, stage: str) -> None:
+        # After callbacks' setup, so EMA copies the plain network. In place: parameter names are unchanged.
+        if self.torch_compile and self.net._compiled_call_impl is None:
+            self.net.compile()
 
     def configure_callbacks(self):
         if self.ema_decay is None:
             return []
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        if isinstance(self.trainer.strategy, FSDPStrategy):
+            raise ValueError(
+                f"ema_decay={self.ema_decay} keeps a full, unsharded copy of the model, which FSDP's sharded "
+                "parameters cannot update; set --model.init_args.ema_decay=null with strategy=fsdp, or use ddp"
+            )
         return [EMAWeightAveraging(decay=self.ema_decay, update_starting_at_step=self.ema_start_step)]
 
     # -- sampling ------------------------------------------------------------------------------
