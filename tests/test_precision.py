@@ -52,7 +52,7 @@ def test_bf16_mixed_trains_on_cpu(name, tmp_path, fmnist_idx, cache_dir, tiny_te
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                     reason="torch.compile's CPU backend (inductor) needs a C++ compiler; none on PATH")  # fmt: skip
-@pytest.mark.parametrize("name", ["ddpm"])
+@pytest.mark.parametrize("name", ["ddpm", "ssd"])
 def test_torch_compile_flag(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher):
     cli, probe = fit(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher, "--model.init_args.torch_compile=true")
     assert cli.model.net._compiled_call_impl is not None and cli.trainer.global_step == 2

@@ -55,9 +55,12 @@ class SpectralDiffusion(DDPM):
         sample_seed: int = 0,
         grid_every_n_epochs: int = 1,
         grid_size: int = 16,
+        loss_buckets: int = 4,
+        torch_compile: bool = False,
     ):
         super().__init__(net, beta_schedule, timesteps, prediction, weighting, snr_gamma, lr, weight_decay,
-                         ema_decay, ema_start_step, sample_steps, sample_seed, grid_every_n_epochs, grid_size)  # fmt: skip
+                         ema_decay, ema_start_step, sample_steps, sample_seed, grid_every_n_epochs, grid_size,
+                         loss_buckets, torch_compile)  # fmt: skip
         self.save_hyperparameters(ignore=["net"])
         self.distill = SpectralDistillationLoss(spatial_weight, spectral_weight, alpha)
         self._teacher: _Frozen | None = None

@@ -54,9 +54,11 @@ class ScaleSpaceDiffusion(DiffusionModule):
         sample_seed: int = 0,
         grid_every_n_epochs: int = 1,
         grid_size: int = 16,
+        loss_buckets: int = 4,
+        torch_compile: bool = False,
     ):
         super().__init__(net, lr, weight_decay, ema_decay, ema_start_step, sample_steps, sample_seed,
-                         grid_every_n_epochs, grid_size)  # fmt: skip
+                         grid_every_n_epochs, grid_size, loss_buckets, torch_compile)  # fmt: skip
         self.save_hyperparameters(ignore=["net"])
         if unet_mode not in ("flexi", "full"):
             raise ValueError(f"unknown unet_mode {unet_mode!r}; use 'flexi' or 'full'")
