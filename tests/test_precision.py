@@ -54,7 +54,8 @@ def test_bf16_mixed_trains_on_cpu(name, tmp_path, fmnist_idx, cache_dir, tiny_te
                     reason="torch.compile's CPU backend (inductor) needs a C++ compiler; none on PATH")  # fmt: skip
 @pytest.mark.parametrize("name", ["ddpm", "ssd"])
 def test_torch_compile_flag(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher):
-    cli, probe = fit(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher, "--model.init_args.torch_compile=true")
+    cli, probe = fit(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher, "--model.init_args.torch_compile=true",
+                     "--trainer.limit_val_batches=0")  # fmt: skip  (each network path compiles once; keep them few)
     assert cli.model.net._compiled_call_impl is not None and cli.trainer.global_step == 2
     assert all(torch.isfinite(torch.tensor(probe.losses)))
     saved = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)["state_dict"]
