@@ -31,7 +31,7 @@ class ResolutionLadder:
     def __post_init__(self):
         R, L = self.image_size, self.num_levels
         if L < 1:
-            raise ValueError(f"num_levels must be >= 1, got {L}")
+            raise ValueError(f"num_levels={L} must be >= 1 (1 is plain DDPM)")
         if R % 2 ** (L - 1):
             ok = [n for n in range(1, L + 1) if R % 2 ** (n - 1) == 0][-1]
             raise ValueError(
@@ -41,9 +41,9 @@ class ResolutionLadder:
         if self.schedule not in ("convex", "equal"):
             raise ValueError(f"unknown ladder schedule {self.schedule!r}; use 'convex' or 'equal'")
         if not self.gamma > 0:
-            raise ValueError(f"gamma must be > 0, got {self.gamma}; the official default is 0.5")
+            raise ValueError(f"gamma={self.gamma} must be > 0; use the official default 0.5")
         if self.T < L:
-            raise ValueError(f"T = {self.T} steps cannot fill {L} levels")
+            raise ValueError(f"timesteps={self.T} cannot fill num_levels={L} levels; use timesteps >= {L} or fewer levels")
 
     @property
     def resolutions(self) -> list[int]:

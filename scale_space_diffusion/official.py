@@ -56,6 +56,10 @@ def key_map(net: FlexiUNet) -> dict[str, str]:
     return m
 
 
+_ARCH_FIX = ("the network is not the checkpoint's architecture: use the matching configs/official/*.yaml, or "
+             "ScaleSpaceDiffusion.from_official(<file>), which reads the architecture off the checkpoint")
+
+
 def _convert(state: dict[str, Tensor], table: dict[str, str], inner: bool) -> dict[str, Tensor]:
     out = {}
     for k, v in state.items():
@@ -64,7 +68,7 @@ def _convert(state: dict[str, Tensor], table: dict[str, str], inner: bool) -> di
             continue
         prefix = next((p for p in sorted(table, key=len, reverse=True) if k.startswith(p)), None)
         if prefix is None:
-            raise KeyError(f"unexpected key {k!r}: not part of this architecture")
+            raise KeyError(f"unexpected key {k!r}: not part of this architecture; {_ARCH_FIX}")
         rest = k[len(prefix) :]
         if inner:
             new = table[prefix]
@@ -85,12 +89,13 @@ def to_ours(state: dict[str, Tensor], net: FlexiUNet) -> dict[str, Tensor]:
     expected = net.state_dict()
     for k, v in expected.items():
         if k not in ours:
-            raise KeyError(f"official checkpoint lacks {k!r} (our name); is it the same architecture?")
+            raise KeyError(f"official checkpoint lacks {k!r} (our name); {_ARCH_FIX}")
         if ours[k].shape != v.shape:
-            raise ValueError(f"shape mismatch at {k!r}: checkpoint {tuple(ours[k].shape)} vs model {tuple(v.shape)}")
+            shapes = f"checkpoint {tuple(ours[k].shape)} vs model {tuple(v.shape)}"
+            raise ValueError(f"shape mismatch at {k!r}: {shapes}; {_ARCH_FIX}")
     extra = sorted(set(ours) - set(expected))
     if extra:
-        raise KeyError(f"official checkpoint has keys this model lacks, first {extra[0]!r}")
+        raise KeyError(f"official checkpoint has keys this model lacks, first {extra[0]!r}; {_ARCH_FIX}")
     return ours
 
 
@@ -132,7 +137,10 @@ def resolve(checkpoint: str) -> str:
                 f"could not download {checkpoint!r} from the Hugging Face hub ({type(err).__name__}); "
                 "download it on a networked machine and pass the local .pt path"
             ) from err
-    raise FileNotFoundError(f"official checkpoint {checkpoint!r} is neither a file nor '{HUB_REPO}/<file>'")
+    raise FileNotFoundError(
+        f"official checkpoint {checkpoint!r} is neither a file nor '{HUB_REPO}/<file>'; pass the path of a downloaded "
+        f".pt file, or '{HUB_REPO}/<file>' on a machine with network access"
+    )
 
 
 def infer_config(

@@ -48,7 +48,7 @@ class NoiseSchedule:
     @classmethod
     def make(cls, kind: BetaSchedule = "linear", T: int = 1000) -> NoiseSchedule:
         if T < 1:
-            raise ValueError(f"timesteps must be >= 1, got {T}")
+            raise ValueError(f"timesteps={T} must be >= 1, e.g. 1000")
         if kind == "linear":
             return cls(linear_betas(T))
         if kind == "cosine":

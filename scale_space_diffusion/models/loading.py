@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from importlib import import_module
 
 import torch
@@ -23,12 +24,15 @@ def load_model(path: str, expected: type[DiffusionModule] | None = None, **overr
     ``expected`` checks the model class (e.g. a distillation teacher must be a DDPM); ``overrides``
     replace saved constructor arguments.
     """
+    want = f"the .ckpt of a trained {expected.__name__ if expected else 'model'} (e.g. <run>/checkpoints/last.ckpt)"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist; pass {want}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if "net_config" not in ckpt or "model_class_path" not in ckpt:
-        raise ValueError(f"{path} is not a scale_space_diffusion checkpoint (no model or network config)")
+    if not isinstance(ckpt, dict) or "net_config" not in ckpt or "model_class_path" not in ckpt:
+        raise ValueError(f"{path} is not a scale_space_diffusion checkpoint (no model or network config); pass {want}")
     cls = _import(ckpt["model_class_path"])
     if expected is not None and not issubclass(cls, expected):
-        raise TypeError(f"{path} holds a {cls.__name__}, but a {expected.__name__} is needed here")
+        raise TypeError(f"{path} holds a {cls.__name__}, but a {expected.__name__} is needed here; pass {want}")
     net = _import(ckpt["net_class_path"])(**ckpt["net_config"])
     params = inspect.signature(cls.__init__).parameters
     hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k in params and k not in ("self", "net")}

@@ -66,18 +66,26 @@ class SpectralDiffusion(DDPM):
         self._teacher: _Frozen | None = None
         self.align = nn.ModuleDict()
         if teacher is not None:
-            self._attach_teacher(load_model(teacher, expected=DDPM))
+            self._attach_teacher(load_model(teacher, expected=DDPM), teacher)
 
-    def _attach_teacher(self, teacher: DDPM) -> None:
+    def _attach_teacher(self, teacher: DDPM, source: str = "the teacher") -> None:
         if type(teacher) is not DDPM:
-            raise TypeError(f"the teacher must be a plain DDPM, got {type(teacher).__name__}")
+            raise TypeError(
+                f"{source} holds a {type(teacher).__name__}, but the teacher must be a plain DDPM; "
+                "pass the .ckpt of a DDPM (e.g. trained with configs/ddpm_*.yaml)"
+            )
+        setting = lambda m: (m.hparams.get("beta_schedule"), m.process.T, m.loss_fn.prediction)  # noqa: E731
         if not teacher.process.schedule.same_as(self.process.schedule) or teacher.loss_fn.prediction != self.loss_fn.prediction:
-            raise ValueError("teacher and student must share the noise schedule, T and prediction; check beta_schedule/timesteps/prediction")
+            raise ValueError(
+                f"{source} has (beta_schedule, timesteps, prediction) = {setting(teacher)} but the student "
+                f"{setting(self)}; set the student's to the teacher's, they must share the noise schedule"
+            )
         t_net, s_net = teacher.net, self.net
         if (t_net.image_size, t_net.in_channels) != (s_net.image_size, s_net.in_channels):
             raise ValueError(
                 f"teacher images are {t_net.in_channels}x{t_net.image_size}px but the student's are "
-                f"{s_net.in_channels}x{s_net.image_size}px; they must match"
+                f"{s_net.in_channels}x{s_net.image_size}px; set the student net's in_channels={t_net.in_channels} "
+                f"and image_size={t_net.image_size} (and the data's) to match"
             )
         teacher.requires_grad_(False).eval()
         self._teacher = _Frozen(teacher.net)

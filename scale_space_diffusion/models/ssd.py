@@ -69,7 +69,9 @@ class ScaleSpaceDiffusion(DiffusionModule):
                 f"use num_levels <= {len(levels)} or a longer channel_mult"
             )
         if unet_mode == "flexi" and not isinstance(net, FlexiUNet):
-            raise TypeError(f"unet_mode='flexi' needs a FlexiUNet, got {type(net).__name__}")
+            raise TypeError(
+                f"unet_mode='flexi' needs a FlexiUNet, got {type(net).__name__}; use a FlexiUNet or unet_mode='full'"
+            )
         self.unet_mode, self.official_top_transition = unet_mode, official_top_transition
         ladder = ResolutionLadder(net.image_size, num_levels, timesteps, ladder_schedule, gamma)
         self.process = ScaleSpaceProcess(NoiseSchedule.make(beta_schedule, timesteps), ladder, Resize(resize))

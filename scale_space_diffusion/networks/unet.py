@@ -71,7 +71,10 @@ class Attention(nn.Module):
     def __init__(self, channels: int, num_heads: int = 4):
         super().__init__()
         if channels % num_heads:
-            raise ValueError(f"attention channels {channels} not divisible by num_heads {num_heads}")
+            raise ValueError(
+                f"attention channels {channels} not divisible by num_heads={num_heads}; use a num_heads that divides "
+                "model_channels * channel_mult at every attention resolution and the middle"
+            )
         self.num_heads = num_heads
         self.norm = group_norm(channels)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
@@ -129,7 +132,12 @@ class UNet(nn.Module):
         super().__init__()
         L = len(channel_mult)
         if image_size % 2 ** (L - 1):
-            raise ValueError(f"image_size {image_size} is not divisible by 2^(len(channel_mult)-1) = {2 ** (L - 1)}")
+            raise ValueError(
+                f"image_size {image_size} is not divisible by 2^(len(channel_mult)-1) = {2 ** (L - 1)}; "
+                f"use an image_size divisible by {2 ** (L - 1)} or a shorter channel_mult"
+            )
+        if model_channels % 2:
+            raise ValueError(f"model_channels={model_channels} must be even (the timestep embedding is cos and sin halves)")
         # Constructor arguments, saved in checkpoints so a network can be rebuilt from the file alone.
         self.config = dict(image_size=image_size, in_channels=in_channels, out_channels=out_channels,
                            model_channels=model_channels, channel_mult=list(channel_mult), num_res_blocks=num_res_blocks,
