@@ -180,28 +180,7 @@ def test_folder_without_classes(tmp_path):
     assert m.num_classes is None and next(iter(m.test_dataloader()))[1].tolist() == [0, 0, 0]
 
 
-# --- errors ------------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("kw, match", [
-    (dict(channels=2), "channels=2 must be 1"), (dict(image_size=0), "image_size=0 must be positive"),
-    (dict(num_samples=0), "num_samples=0 must be positive"), (dict(val_fraction=1.0), r"val_fraction=1.0 .*\[0, 1\)"),
-    (dict(val_fraction=-0.1), r"val_fraction=-0.1"), (dict(small_images="crop"), "'pad' or 'resize'")])
-def test_bad_arguments(kw, match):
-    with pytest.raises(ValueError, match=match):
-        ImageDataModule(**kw)
-
-
-def test_bad_folders(tmp_path, folder):
-    (tmp_path / "empty" / "sub").mkdir(parents=True)
-    (tmp_path / "empty" / "notes.txt").write_text("no images")
-    with pytest.raises(FileNotFoundError, match="no images in folder .*empty"):
-        dm(tmp_path, dataset=str(tmp_path / "empty"))
-    with pytest.raises(FileNotFoundError, match="folder .*missing not found"):
-        dm(tmp_path, dataset=str(tmp_path / "missing"))
-    (folder / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(ValueError, match="corrupt image file .*broken.png"):
-        dm(tmp_path, dataset=str(folder))
-
+# --- errors (bad arguments and sources: tests/test_bad_input.py) ---------------------------------------------------
 
 def test_image_corrupted_after_setup_is_named(tmp_path, folder):
     m = dm(tmp_path, dataset=str(folder), val_fraction=0.0)
@@ -211,13 +190,10 @@ def test_image_corrupted_after_setup_is_named(tmp_path, folder):
         m.splits["train"].__getitems__(list(range(12)))
 
 
-def test_unknown_dataset_offline_fails_fast(tmp_path, monkeypatch):
+def test_make_data_offline_fails_fast_without_a_traceback(tmp_path, monkeypatch):
+    """The data module's own errors are in tests/test_bad_input.py."""
     monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: False)
     t = time.time()
-    with pytest.raises(FileNotFoundError, match="not a local folder, not a known offline dataset, and the hub is unreachable"):
-        dm(tmp_path, dataset="no-such-user/no-such-dataset")
-    with pytest.raises(FileNotFoundError, match=r"make data.*dataset-fashion-mnist.*zalando-datasets/fashion_mnist"):
-        dm(tmp_path, idx_dir=str(tmp_path / "nowhere"))
     with pytest.raises(SystemExit, match="error: Fashion-MNIST not found"):  # `make data` prints, no traceback
         data.main(["--idx-dir", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c")])
     assert time.time() - t < 10

@@ -43,8 +43,3 @@ def test_bilinear_gram_top_eigenvalue_is_about_a_quarter():
     R = torch.kron(M, M)
     lam = torch.linalg.eigvalsh(R @ R.T)
     assert 0.24 < lam.max().item() < 0.26  # border renormalisation lifts it slightly above 1/4
-
-
-def test_unknown_kind():
-    with pytest.raises(ValueError, match="unknown resize kind 'lanczos'"):
-        Resize("lanczos")

@@ -110,8 +110,3 @@ def test_from_official_builds_loads_and_samples(fx, tmp_path):
         torch.testing.assert_close(model.net(case["x"], case["t"], out_res=32), case["y"], rtol=0, atol=1e-5)
     images = model.sample([torch.Generator().manual_seed(0)])
     assert images.shape == (1, 3, 32, 32)
-
-
-def test_missing_official_checkpoint_is_a_clear_error():
-    with pytest.raises(FileNotFoundError, match="neither a file nor 'prateksha-u/ssd/<file>'"):
-        official.resolve("nowhere.pt")

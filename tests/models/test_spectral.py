@@ -6,8 +6,6 @@ from conftest import train_and_save
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.models.loading import load_model
 from scale_space_diffusion.models.spectral import SpectralDiffusion
-from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion
-from scale_space_diffusion.networks.flexi_unet import FlexiUNet
 from scale_space_diffusion.networks.spectral_unet import SpectralUNet
 from scale_space_diffusion.networks.unet import UNet
 
@@ -53,24 +51,6 @@ def test_distillation_adds_to_the_denoising_loss(teacher_ckpt):
 def test_load_model_rebuilds_the_teacher(teacher_ckpt):
     model = load_model(teacher_ckpt)
     assert type(model) is DDPM and model.net.config["model_channels"] == 32 and not model.training
-
-
-def test_teacher_of_the_wrong_type(tmp_path):
-    ssd = ScaleSpaceDiffusion(FlexiUNet(**NET, model_channels=16), num_levels=2, timesteps=100, ema_decay=None, grid_size=0)
-    path = train_and_save(ssd, tmp_path / "ssd.ckpt")
-    with pytest.raises(TypeError, match="holds a ScaleSpaceDiffusion, but a DDPM is needed"):
-        student(path)
-
-
-def test_teacher_schedule_mismatch(teacher_ckpt):
-    with pytest.raises(ValueError, match="share the noise schedule"):
-        SpectralDiffusion(SpectralUNet(**NET, model_channels=8), teacher=teacher_ckpt, timesteps=200, ema_decay=None)
-
-
-def test_teacher_image_size_mismatch(teacher_ckpt):
-    net = SpectralUNet(**{**NET, "image_size": 32}, model_channels=8)
-    with pytest.raises(ValueError, match="teacher images are 1x16px but the student's are 1x32px"):
-        SpectralDiffusion(net, teacher=teacher_ckpt, timesteps=100, ema_decay=None)
 
 
 def test_gating_off_uses_conv_resampling():
