@@ -52,7 +52,33 @@ def _cli_class():
                         "run `fit` with this config first or pass a checkpoint file"
                     )
             elif not os.path.isfile(ckpt):
-                raise SystemExit(f"error: checkpoint {ckpt!r} does not exist")
+                raise SystemExit(
+                    f"error: checkpoint {ckpt!r} does not exist; pass an existing .ckpt file, or --ckpt_path=last "
+                    "with the training config"
+                )
+
+        def _parse_ckpt_path(self) -> None:
+            """Lightning's, plus: refuse a checkpoint of another model class, and read ones saved from Python."""
+            sub = self.config.get("subcommand")
+            ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+            if not ckpt_path or not os.path.isfile(ckpt_path):
+                return
+            import torch
+
+            ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
+            saved, model = ckpt.get("model_class"), self.config[sub].get("model")
+            want = getattr(model, "class_path", None)
+            if saved and want and want.rsplit(".", 1)[-1] != saved:
+                raise SystemExit(
+                    f"error: --ckpt_path={ckpt_path} holds a {saved}, but the config's model is {want}; pass the "
+                    f"config it was trained with, or --model={saved}"
+                )
+            hparams = dict(ckpt.get("hyper_parameters", {}))
+            hparams.pop("_instantiator", None)
+            class_path = hparams.pop("_class_path", None) or ckpt.get("model_class_path")
+            if hparams and class_path:  # the checkpoint's hyperparameters override the config's, as in Lightning
+                model = {"class_path": class_path, "dict_kwargs": hparams}
+                self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
 
         def before_test(self):
             self._require_weights("test")

@@ -160,8 +160,10 @@ def _from_hub(name: str, cache_dir: Path) -> datasets.DatasetDict:
     try:
         return datasets.load_dataset(name, cache_dir=str(cache_dir / "hf"))
     except Exception as e:
-        why = "" if online else "not a local folder, not a known offline dataset, and the hub is unreachable; "
-        raise FileNotFoundError(f"dataset {name!r}: {why}{type(e).__name__}: {e}") from e
+        why, fix = (("the hub could not load it", "check the hub name (owner/dataset)") if online else (
+            "not a local folder, not a known offline dataset, and the hub is unreachable",
+            "give an image folder, dataset=fashion_mnist, or a hub name on a machine with network access"))
+        raise FileNotFoundError(f"dataset {name!r}: {why}; {fix} ({type(e).__name__}: {e})") from e
     finally:
         datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
 
@@ -279,7 +281,10 @@ class ImageDataModule(L.LightningDataModule):
             return
         hp, source = self.hparams, self._load()
         if "train" not in source:
-            raise ValueError(f"dataset {hp.dataset!r} has splits {list(source)} but no 'train' split")
+            folder = Path(hp.dataset).expanduser()
+            fix = (f"put the training images in {folder / 'train'}/ (one sub-folder per class), or give a folder "
+                   "without split sub-folders") if folder.is_dir() else "choose a dataset with a train split"
+            raise ValueError(f"dataset {hp.dataset!r} has splits {list(source)} but no 'train' split; {fix}")
         train = source["train"]
         val = next((source[s] for s in ("validation", "valid", "val") if s in source), None)
         if val is None:  # seeded hold-out

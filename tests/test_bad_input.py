@@ -1,8 +1,7 @@
 """The bad-input matrix (issue #6): every bad input we refuse, the exception it raises, the bad value its message
 names and the fix it gives. Each fails before training work could be lost: no optimiser step has completed.
 
-A case is ``make(tmp, fixtures) -> act``: ``make`` arranges (files, checkpoints), ``act()`` must raise. Cases whose
-message or timing needs a change in a file owned elsewhere are strict xfails carrying the wording we want.
+A case is ``make(tmp, fixtures) -> act``: ``make`` arranges (files, checkpoints), ``act()`` must raise.
 """
 
 import contextlib
@@ -204,12 +203,9 @@ def batch_of(shape: tuple[int, ...]) -> Make:
 
 # --- the matrix ----------------------------------------------------------------------------------------------------
 
-def case(make: Make, exc: type[BaseException], bad: str, fix: str, id: str, xfail: str | None = None,
-         raises_today: type[BaseException] = AssertionError):
-    """``bad``: a literal the message must contain; ``fix``: a regex for the part that says what to do.
-    ``xfail``: why the case fails today (and must, strictly), raising ``raises_today``."""
-    marks = [pytest.mark.xfail(strict=True, raises=raises_today, reason=xfail)] if xfail else []
-    return pytest.param(make, exc, bad, fix, id=id, marks=marks)
+def case(make: Make, exc: type[BaseException], bad: str, fix: str, id: str):
+    """``bad``: a literal the message must contain; ``fix``: a regex for the part that says what to do."""
+    return pytest.param(make, exc, bad, fix, id=id)
 
 
 DM = ImageDataModule
@@ -231,7 +227,7 @@ CASES = [
     # data sources
     case(partial(offline, dataset="no-such-user/no-such-dataset"), FileNotFoundError, "'no-such-user/no-such-dataset'",
          "give an image folder, dataset=fashion_mnist, or a hub name on a machine with network access",
-         "unknown-dataset-offline", xfail="needs a fix in data.py `_from_hub`: says why, not what to do"),
+         "unknown-dataset-offline"),
     case(lambda tmp, fx: offline(tmp, fx, idx_dir=str(tmp / "no_idx_here")), FileNotFoundError, "no_idx_here",
          r"run `make data` \(or `apt-get install dataset-fashion-mnist`\)", "fashion-mnist-missing-offline"),
     case(lambda tmp, fx: partial(datamodule, tmp, dataset=str(tmp / "missing_folder")), FileNotFoundError,
@@ -239,8 +235,7 @@ CASES = [
     case(empty_folder, FileNotFoundError, "empty_folder", "add images, one sub-folder per class", "empty-folder"),
     case(corrupt_image, ValueError, "broken.png", "delete or replace it", "corrupt-image"),
     case(corrupt_idx, ValueError, "train-images-idx3-ubyte.gz", "the file is corrupt, re-download it", "corrupt-idx"),
-    case(no_train_split, ValueError, "['test']", r"put the training images in .*only_test/train/", "no-train-split",
-         xfail="needs a fix in data.py `setup`: names the splits, not what to do"),
+    case(no_train_split, ValueError, "['test']", r"put the training images in .*only_test/train/", "no-train-split"),
     # networks, ladder, noise schedule, loss, EMA
     case(call(ResolutionLadder, 36, 4), ValueError, "image_size 36",
          "use num_levels <= 3 or an image_size divisible by 8", "ladder-not-divisible"),
@@ -272,8 +267,7 @@ CASES = [
     case(call(ddpm, snr_gamma=0.0), ValueError, "got 0.0", "snr_gamma must be > 0", "snr-gamma"),
     case(call(ddpm, ema_decay=1.0), ValueError, "got 1.0", r"ema_decay must be in \(0, 1\) or None", "ema-decay"),
     case(cli("fit", "--model.init_args.sample_steps=500", "--trainer.max_steps=1", config="ddpm_tiny"), ValueError,
-         "sample_steps=500", r"must be in 1\.\.100 \(timesteps\) or None", "sample-steps-above-timesteps",
-         xfail="needs a check in base.py `setup`: today the first sample grid fails, after training"),
+         "sample_steps=500", r"must be in 1\.\.100 \(timesteps\) or None", "sample-steps-above-timesteps"),
     # data and model disagree: refused at the first step
     case(cli("fit", "--data.channels=3", "--trainer.fast_dev_run=1"), ValueError, "data is (3, 16, 16)", USE,
          "channel-mismatch"),
@@ -296,14 +290,11 @@ CASES = [
     case(cli("predict", "--ckpt_path=last"), SystemExit, "--ckpt_path=last", "run `fit` with this config first",
          "predict-last-none"),
     case(cli("predict", "--ckpt_path={tmp}/missing.ckpt"), SystemExit, "missing.ckpt",
-         r"pass an existing \.ckpt file, or --ckpt_path=last", "predict-checkpoint-missing",
-         xfail="needs a fix in cli.py `_require_weights`: 'does not exist', not what to pass"),
+         r"pass an existing \.ckpt file, or --ckpt_path=last", "predict-checkpoint-missing"),
     case(partial(fit_from, ssd), ValueError, "saved by DDPM", r"pass the matching model \(e\.g\. --model=DDPM",
          "checkpoint-of-another-model"),
     case(cli("fit", "--ckpt_path={tmp}/ddpm.ckpt", "--trainer.max_steps=1", prepare=cli_trained_ddpm), SystemExit,
-         "holds a DDPM", "pass the config it was trained with", "checkpoint-of-another-model-cli",
-         xfail="needs a check in cli.py: LightningCLI takes the checkpoint's model class, then fails loading weights",
-         raises_today=RuntimeError),
+         "holds a DDPM", "pass the config it was trained with", "checkpoint-of-another-model-cli"),
     case(cli("predict", "--random_weights=true", "--sample_writer.run_name=old_run", prepare=samples_in("old_run")),
          FileExistsError, "old_run", "choose another --sample_writer.run_name or remove it", "predict-dir-has-samples"),
     case(cli("fit", "--model.init_args.num_levelz=3"), SystemExit, "num_levelz", "ssd fit --help", "unknown-option"),

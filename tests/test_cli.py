@@ -83,3 +83,12 @@ def test_train_a_teacher_then_distil_a_student_through_the_cli(tmp_path, fmnist_
     assert model.teacher is not None and model.matched == [8, 16]
     metrics = cli.trainer.callback_metrics
     assert all(torch.isfinite(metrics[k]) and metrics[k] > 0 for k in ("train/spatial", "train/freq"))
+
+
+def test_predict_from_a_checkpoint_saved_in_python(tmp_path, fmnist_idx, cache_dir, tiny_teacher):
+    """A checkpoint from ``Trainer.fit`` in a user's script has no ``_class_path``; the CLI still reads it."""
+    run(["predict", f"--config={ROOT / 'configs/smoke/ddpm_tiny.yaml'}", f"--ckpt_path={tiny_teacher}",
+         f"--trainer.default_root_dir={tmp_path}", f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}",
+         "--data.num_samples=2", "--sample_writer.run_name=py",
+         "--model.init_args.net.init_args.attention_resolutions=[]"])  # fmt: skip  (the teacher's net has none)
+    assert sorted(p.name for p in (tmp_path / "samples/py").glob("0*.png")) == ["000000.png", "000001.png"]

@@ -135,6 +135,9 @@ class DiffusionModule(L.LightningModule):
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
 
     def setup(self, stage: str) -> None:
+        T = self.process.T
+        if self.sample_steps is not None and not 1 <= self.sample_steps <= T:
+            raise ValueError(f"sample_steps={self.sample_steps} must be in 1..{T} (timesteps) or None (all steps)")
         # After callbacks' setup, so EMA copies the plain network. In place: parameter names are unchanged.
         if self.torch_compile and self.net._compiled_call_impl is None:
             self.net.compile()
