@@ -272,6 +272,9 @@ CASES = [
     case(cli("fit", "--data.channels=3", "--trainer.fast_dev_run=1"), ValueError, "data is (3, 16, 16)", USE,
          "channel-mismatch"),
     case(batch_of((1, 32, 32)), ValueError, "data is (1, 32, 32)", USE, "image-size-mismatch"),
+    case(cli("fit", "--model.init_args.net.init_args.num_classes=5", "--trainer.max_steps=1", config="ddpm_tiny"),
+         ValueError, "num_classes=5", r"the data has 10 classes .* set --model\.init_args\.net\.init_args\.num_classes=10",
+         "fewer-classes-than-data"),
     # Spectral Diffusion's teacher
     case(call(spectral, "no_teacher.ckpt"), FileNotFoundError, "'no_teacher.ckpt'", TEACHER, "teacher-missing"),
     case(plain_torch_file, ValueError, "plain.pt", TEACHER, "teacher-not-ours"),

@@ -138,6 +138,14 @@ class DiffusionModule(L.LightningModule):
         T = self.process.T
         if self.sample_steps is not None and not 1 <= self.sample_steps <= T:
             raise ValueError(f"sample_steps={self.sample_steps} must be in 1..{T} (timesteps) or None (all steps)")
+        net_classes = getattr(self.net, "num_classes", None)
+        data = self._trainer.datamodule if self._trainer is not None and stage != "predict" else None
+        data_classes = getattr(data, "num_classes", None) if net_classes else None
+        if data_classes and data_classes > net_classes:
+            raise ValueError(
+                f"the data has {data_classes} classes but the net has num_classes={net_classes}; set "
+                f"--model.init_args.net.init_args.num_classes={data_classes}"
+            )
         # After callbacks' setup, so EMA copies the plain network. In place: parameter names are unchanged.
         if self.torch_compile and self.net._compiled_call_impl is None:
             self.net.compile()
