@@ -1,4 +1,4 @@
-"""ImageDataModule: IDX round trip, image folders, real Fashion-MNIST, ADM crop facts, and clear errors."""
+"""ImageDataModule: IDX round trip, image folders, real Fashion-MNIST, splits, flips and the data order."""
 import gzip
 import time
 from pathlib import Path
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from scale_space_diffusion import data
-from scale_space_diffusion.data import ImageDataModule, center_crop_arr
+from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.idx import read_idx, write_idx
 
 REAL_IDX = Path("/usr/share/datasets/fashion-mnist")
@@ -71,27 +71,6 @@ def test_idx_errors(tmp_path):
     (tmp_path / "notgz.gz").write_bytes(b"plain")
     with pytest.raises(ValueError, match="notgz.gz.*corrupt"):
         read_idx(tmp_path / "notgz.gz")
-
-
-# --- preprocessing -----------------------------------------------------------------------------------------------
-
-def test_center_crop_arr_facts():
-    const = torch.full((2, 3, 40, 48), 200, dtype=torch.uint8)
-    for small in ("pad", "resize"):
-        assert torch.allclose(center_crop_arr(const, 32, small), torch.full((2, 3, 32, 32), 200 / 127.5 - 1))
-    small = torch.full((1, 1, 28, 28), 255, dtype=torch.uint8)
-    padded = center_crop_arr(small, 32, "pad")
-    assert (padded[..., 2:30, 2:30] == 1).all() and padded.sum() == 28 * 28 - (32 * 32 - 28 * 28)  # border is -1
-    assert (center_crop_arr(small, 32, "resize") == 1).all()
-    stripes = torch.zeros(1, 1, 64, 64, dtype=torch.uint8)
-    stripes[..., ::2] = 255  # antialiased 2x downscale averages the stripes to grey
-    assert center_crop_arr(stripes, 32)[..., 4:-4, 4:-4].abs().max() < 0.05
-
-
-def test_rgb_to_grey_matches_pil():
-    rgb = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    ours = data._to_channels(torch.from_numpy(rgb).permute(2, 0, 1)[None], 1)[0, 0].numpy()
-    assert np.array_equal(ours, np.asarray(Image.fromarray(rgb).convert("L")))
 
 
 # --- IDX-backed Fashion-MNIST ------------------------------------------------------------------------------------
