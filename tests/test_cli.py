@@ -35,7 +35,8 @@ def fit_args(config: Path, tmp_path, fmnist_idx, cache_dir) -> list[str]:
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
-def test_every_config_fast_dev_run(config, tmp_path, fmnist_idx, cache_dir, rgb_folder):
+def test_every_config_fast_dev_run(config, tmp_path, fmnist_idx, cache_dir, rgb_folder, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # ModelCheckpoint saves last.ckpt on train end even under fast_dev_run, to outputs/
     cfg = yaml.safe_load((ROOT / config).read_text())
     net = cfg["model"]["init_args"]["net"]["init_args"]
     size, channels = net["image_size"], net["in_channels"]
