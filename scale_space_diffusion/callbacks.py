@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Checkpoint
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
 from .images import grid, save_png
@@ -79,8 +79,10 @@ class SampleWriter(BasePredictionWriter):
         print(f"Wrote {len(list(self.run_dir.glob('[0-9]*.png')))} samples and a grid to {self.run_dir}/grid.png")
 
 
-class InterruptCheckpoint(Checkpoint):
+class InterruptCheckpoint(L.Callback):
     """On Ctrl-C during ``fit``, saves ``<dirpath>/interrupted.ckpt`` and prints how to resume from it.
+
+    A plain callback, not a ``Checkpoint``: ``enable_checkpointing=false`` stays allowed.
 
     Errors (a NaN loss, say) save nothing: the checkpoints written before them are the last good state.
     A resumed run continues exactly where the interrupted one stopped (see ``EpochSampler``).

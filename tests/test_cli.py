@@ -93,3 +93,10 @@ def test_predict_from_a_checkpoint_saved_in_python(tmp_path, fmnist_idx, cache_d
          "--data.num_samples=2", "--sample_writer.run_name=py",
          "--model.init_args.net.init_args.attention_resolutions=[]"])  # fmt: skip  (the teacher's net has none)
     assert sorted(p.name for p in (tmp_path / "samples/py").glob("0*.png")) == ["000000.png", "000001.png"]
+
+
+def test_checkpointing_can_be_switched_off(tmp_path, fmnist_idx, cache_dir):
+    cli = run(["fit", f"--config={ROOT / 'configs/smoke/ddpm_tiny.yaml'}", "--trainer.callbacks=[]",
+               "--trainer.enable_checkpointing=false", "--trainer.max_steps=1", f"--trainer.default_root_dir={tmp_path}",
+               f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}"])  # fmt: skip
+    assert cli.trainer.global_step == 1 and not list(tmp_path.rglob("*.ckpt"))
