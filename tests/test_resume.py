@@ -37,8 +37,8 @@ class BatchLog(L.Callback):
 
 
 @pytest.fixture(autouse=True)
-def keep_sigint(monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["ssd"])
+def plain_argv_and_sigint(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ssd"])  # LightningCLI warns when args and argv both exist
     handler = signal.getsignal(signal.SIGINT)
     yield
     signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after a KeyboardInterrupt
