@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from scale_space_diffusion.degradation import Resize
-from scale_space_diffusion.ladder import ResolutionLadder
-from scale_space_diffusion.process import ScaleSpaceProcess
-from scale_space_diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.diffusion.degradation import Resize
+from scale_space_diffusion.diffusion.ladder import ResolutionLadder
+from scale_space_diffusion.diffusion.process import ScaleSpaceProcess
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 
 
 def lanczos_sqrt(apply_A, z: torch.Tensor, k: int, reorth: bool = True) -> torch.Tensor:

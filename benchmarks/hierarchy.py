@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from scale_space_diffusion.data import ImageDataModule
-from scale_space_diffusion.degradation import Resize
-from scale_space_diffusion.ladder import ResolutionLadder
-from scale_space_diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.diffusion.degradation import Resize
+from scale_space_diffusion.diffusion.ladder import ResolutionLadder
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 
 T, LEVELS, SIZE = 1000, 3, 32
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from scale_space_diffusion.ladder import ResolutionLadder  # noqa: E402
+from scale_space_diffusion.diffusion.ladder import ResolutionLadder  # noqa: E402
 
 
 def fid_vs_gflops(runs: list[dict], path: Path) -> Path:

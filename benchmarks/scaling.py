@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from scale_space_diffusion import FlexiUNet, ScaleSpaceDiffusion
-from scale_space_diffusion.model_flops import sampling_flops, training_flops_breakdown
+from scale_space_diffusion.metrics.model_flops import sampling_flops, training_flops_breakdown
 
 MULT = {64: (1, 2, 3, 4), 128: (1, 1, 2, 3, 4), 256: (1, 1, 2, 2, 4, 4)}
 # The paper's CelebA-256 numbers: forward GFLOPs per image averaged over the 1000 sampling steps.

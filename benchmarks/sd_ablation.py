@@ -17,7 +17,7 @@ import lightning as L
 import torch
 
 from scale_space_diffusion import ImageDataModule, SpectralDiffusion, SpectralUNet, load_model
-from scale_space_diffusion.model_flops import param_counts, sampling_flops, training_flops_breakdown
+from scale_space_diffusion.metrics.model_flops import param_counts, sampling_flops, training_flops_breakdown
 
 VARIANTS = {  # name -> (gating, distil)
     "plain slim": (False, False),

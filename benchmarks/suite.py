@@ -12,7 +12,7 @@ import lightning as L
 import torch
 
 from scale_space_diffusion.data import ImageDataModule
-from scale_space_diffusion.model_flops import param_counts, sampling_flops, training_flops_breakdown
+from scale_space_diffusion.metrics.model_flops import param_counts, sampling_flops, training_flops_breakdown
 from scale_space_diffusion.models.loading import load_model
 
 from . import plots, report

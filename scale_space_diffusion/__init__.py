@@ -1,6 +1,6 @@
 """Cheap pixel diffusion on PyTorch Lightning: Scale Space Diffusion, Spectral Diffusion and DDPM.
 
-Public names are imported lazily, so ``import scale_space_diffusion.schedule`` stays light.
+Public names are imported lazily, so ``import scale_space_diffusion.diffusion.schedule`` stays light.
 """
 
 from importlib import import_module
@@ -10,25 +10,26 @@ _EXPORTS = {
     "ScaleSpaceDiffusion": ".models.ssd",
     "SpectralDiffusion": ".models.spectral",
     "DiffusionModule": ".models.base",
-    "ImageDataModule": ".data",
+    "ImageDataModule": ".data.datamodule",
     "UNet": ".networks.unet",
     "FlexiUNet": ".networks.flexi_unet",
     "SpectralUNet": ".networks.spectral_unet",
-    "NoiseSchedule": ".schedule",
-    "ResolutionLadder": ".ladder",
-    "Resize": ".degradation",
-    "ScaleSpaceProcess": ".process",
-    "DiffusionLoss": ".loss",
-    "sample_ancestral": ".sampler",
-    "sample_respaced": ".sampler",
+    "NoiseSchedule": ".diffusion.schedule",
+    "ResolutionLadder": ".diffusion.ladder",
+    "Resize": ".diffusion.degradation",
+    "ScaleSpaceProcess": ".diffusion.process",
+    "DiffusionLoss": ".diffusion.loss",
+    "sample_ancestral": ".diffusion.sampler",
+    "sample_respaced": ".diffusion.sampler",
     "SampleWriter": ".callbacks",
     "InterruptCheckpoint": ".callbacks",
-    "EpochSampler": ".data_order",
-    "count_flops": ".flops",
-    "sampling_flops": ".model_flops",
-    "training_flops": ".model_flops",
-    "param_counts": ".model_flops",
+    "EpochSampler": ".data.order",
+    "count_flops": ".metrics.flops",
+    "sampling_flops": ".metrics.model_flops",
+    "training_flops": ".metrics.model_flops",
+    "param_counts": ".metrics.model_flops",
     "load_model": ".models.loading",
+    "FIDCallback": ".metrics.fid_callback",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def fmnist_idx(tmp_path_factory) -> Path:
     """A 96/32-image Fashion-MNIST look-alike in the Debian package's IDX layout."""
-    from scale_space_diffusion.idx import write_idx
+    from scale_space_diffusion.data.idx import write_idx
 
     root = tmp_path_factory.mktemp("fmnist")
     rng = np.random.default_rng(0)

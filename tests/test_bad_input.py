@@ -19,11 +19,12 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from conftest import ROOT
 
-from scale_space_diffusion import data, official
+from scale_space_diffusion.data import datamodule as data
+from scale_space_diffusion.networks import official
 from scale_space_diffusion.cli import run
 from scale_space_diffusion.data import ImageDataModule
-from scale_space_diffusion.idx import FASHION_FILES
-from scale_space_diffusion.ladder import ResolutionLadder
+from scale_space_diffusion.data.idx import FASHION_FILES
+from scale_space_diffusion.diffusion.ladder import ResolutionLadder
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.models.spectral import SpectralDiffusion
 from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion

@@ -9,7 +9,7 @@ import yaml
 
 from conftest import ROOT, train_and_save
 
-from scale_space_diffusion import official
+from scale_space_diffusion.networks import official
 from scale_space_diffusion.cli import run
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.networks.flexi_unet import FlexiUNet

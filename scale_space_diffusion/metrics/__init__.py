@@ -1,29 +1,21 @@
-"""Sample-quality metrics: FID/KID/precision-recall with classifier or InceptionV3 features."""
+"""Measuring models: FLOPs and parameters, FID/KID with classifier or InceptionV3 features, the FID callback and
+the frequency-bias analysis. Names are imported lazily: ``metrics.flops`` does not pull in torch-fidelity."""
 
-from .classifier import Classifier, load_classifier, load_or_train_classifier, save_classifier, train_classifier
-from .fid import (
-    FID_CLASSIFIER_LABEL,
-    INCEPTION_WEIGHTS_FILE,
-    FeatureModule,
-    build_feature_module,
-    compute_fid_kid,
-    feature_label,
-    make_torchmetrics_fid,
-    resolve_inception_weights,
-)
+from importlib import import_module
 
-__all__ = [
-    "FID_CLASSIFIER_LABEL",
-    "INCEPTION_WEIGHTS_FILE",
-    "Classifier",
-    "FeatureModule",
-    "build_feature_module",
-    "compute_fid_kid",
-    "feature_label",
-    "load_classifier",
-    "load_or_train_classifier",
-    "make_torchmetrics_fid",
-    "resolve_inception_weights",
-    "save_classifier",
-    "train_classifier",
-]
+_EXPORTS = {
+    **dict.fromkeys(["Classifier", "load_classifier", "load_or_train_classifier", "save_classifier",
+                     "train_classifier"], ".classifier"),
+    **dict.fromkeys(["FID_CLASSIFIER_LABEL", "INCEPTION_WEIGHTS_FILE", "FeatureModule", "build_feature_module",
+                     "compute_fid_kid", "feature_label", "make_torchmetrics_fid", "resolve_inception_weights"], ".fid"),
+    **dict.fromkeys(["count_flops", "count_params", "count_train_flops"], ".flops"),
+    **dict.fromkeys(["param_counts", "sampling_flops", "training_flops", "training_flops_breakdown"], ".model_flops"),
+    "FIDCallback": ".fid_callback",
+}  # fmt: skip
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

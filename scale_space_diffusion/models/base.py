@@ -16,9 +16,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from ..images import save_grid, to_uint8
-from ..loss import DiffusionLoss
-from ..process import ScaleSpaceProcess
-from ..sampler import prior, randn, sample_respaced
+from ..diffusion.loss import DiffusionLoss
+from ..diffusion.process import ScaleSpaceProcess
+from ..diffusion.sampler import prior, randn, sample_respaced
 
 
 def seeded_generator(*key: int | str) -> torch.Generator:

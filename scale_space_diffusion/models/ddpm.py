@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..ladder import ResolutionLadder
-from ..loss import DiffusionLoss, Prediction, Weighting
-from ..process import ScaleSpaceProcess
-from ..schedule import BetaSchedule, NoiseSchedule
+from ..diffusion.ladder import ResolutionLadder
+from ..diffusion.loss import DiffusionLoss, Prediction, Weighting
+from ..diffusion.process import ScaleSpaceProcess
+from ..diffusion.schedule import BetaSchedule, NoiseSchedule
 from .base import DiffusionModule
 
 

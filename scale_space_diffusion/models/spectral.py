@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..loss import Prediction, Weighting
-from ..schedule import BetaSchedule
-from ..spectral_loss import SpectralDistillationLoss
+from ..diffusion.loss import Prediction, Weighting
+from ..diffusion.schedule import BetaSchedule
+from ..diffusion.spectral_loss import SpectralDistillationLoss
 from .ddpm import DDPM
 from .loading import load_model
 

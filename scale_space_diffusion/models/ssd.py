@@ -7,14 +7,14 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import official
-from ..degradation import Resize, ResizeKind
+from ..networks import official
+from ..diffusion.degradation import Resize, ResizeKind
 from ..images import ladder_strip, to_uint8
-from ..ladder import LadderSchedule, ResolutionLadder
-from ..loss import DiffusionLoss, Weighting
+from ..diffusion.ladder import LadderSchedule, ResolutionLadder
+from ..diffusion.loss import DiffusionLoss, Weighting
 from ..networks.flexi_unet import FlexiUNet
-from ..process import ScaleSpaceProcess
-from ..schedule import BetaSchedule, NoiseSchedule
+from ..diffusion.process import ScaleSpaceProcess
+from ..diffusion.schedule import BetaSchedule, NoiseSchedule
 from .base import DiffusionModule, sample_generators
 
 UNetMode = Literal["flexi", "full"]

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from scale_space_diffusion.wavelets import dwt2_stacked, idwt2_stacked
+from .wavelets import dwt2_stacked, idwt2_stacked
 
 
 class WaveletGate(nn.Module):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from scale_space_diffusion.networks.wavelet_gate import WaveletGate, WGDown, WGUp
-from scale_space_diffusion.wavelets import dwt2
+from scale_space_diffusion.networks.wavelets import dwt2
 
 
 def fix_gates(gate: WaveletGate, value: float) -> None:

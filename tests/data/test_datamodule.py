@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from scale_space_diffusion import data
+from scale_space_diffusion.data import datamodule as data
 from scale_space_diffusion.data import ImageDataModule
-from scale_space_diffusion.idx import read_idx, write_idx
+from scale_space_diffusion.data.idx import read_idx, write_idx
 
 REAL_IDX = Path("/usr/share/datasets/fashion-mnist")
 

@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scale_space_diffusion.flops import count_flops, count_params, count_train_flops, register_cpu_attention_flops
+from scale_space_diffusion.metrics.flops import count_flops, count_params, count_train_flops, register_cpu_attention_flops
 
 
 def conv_flops(c_in: int, c_out: int, k: int, h_out: int, w_out: int) -> int:
@@ -73,7 +73,7 @@ def test_count_params():
 import pytest  # noqa: E402
 
 from scale_space_diffusion import DDPM, FlexiUNet, ScaleSpaceDiffusion  # noqa: E402
-from scale_space_diffusion.model_flops import param_counts, sampling_flops, training_flops, training_flops_breakdown  # noqa: E402
+from scale_space_diffusion.metrics.model_flops import param_counts, sampling_flops, training_flops, training_flops_breakdown  # noqa: E402
 
 TINY = dict(image_size=16, in_channels=1, model_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1,
             attention_resolutions=(8,), num_heads=2)  # fmt: skip

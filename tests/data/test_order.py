@@ -2,7 +2,7 @@
 
 import pytest
 
-from scale_space_diffusion.data_order import EpochSampler
+from scale_space_diffusion.data.order import EpochSampler
 
 
 def test_each_epoch_is_a_seeded_permutation_with_seeded_flips():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scale_space_diffusion.spectral_loss import SpectralDistillationLoss, spectral_weight
+from scale_space_diffusion.diffusion.spectral_loss import SpectralDistillationLoss, spectral_weight
 
 
 @pytest.mark.parametrize("size", [(16, 16), (8, 8), (4, 6)])

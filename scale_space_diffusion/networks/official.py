@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .networks.flexi_unet import FlexiUNet
+from .flexi_unet import FlexiUNet
 
 _RES = {"in_layers.0": "norm0", "in_layers.2": "conv0", "emb_layers.1": "emb", "out_layers.0": "norm1",
         "out_layers.3": "conv1", "skip_connection": "skip"}  # fmt: skip

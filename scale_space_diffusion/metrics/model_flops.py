@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .flops import count_flops, count_params, count_train_flops
-from .sampler import randn, respaced_steps
+from ..diffusion.sampler import randn, respaced_steps
 
 __all__ = ["param_counts", "sampling_flops", "training_flops", "training_flops_breakdown"]
 

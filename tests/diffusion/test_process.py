@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from scale_space_diffusion.degradation import Resize, axis_matrix
-from scale_space_diffusion.ladder import ResolutionLadder
-from scale_space_diffusion.process import ScaleSpaceProcess
-from scale_space_diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.diffusion.degradation import Resize, axis_matrix
+from scale_space_diffusion.diffusion.ladder import ResolutionLadder
+from scale_space_diffusion.diffusion.process import ScaleSpaceProcess
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 
 
 def tiny_process(kind="bilinear", R=8, L=2, T=100):

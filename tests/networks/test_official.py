@@ -5,16 +5,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from scale_space_diffusion import official
-from scale_space_diffusion.degradation import Resize
-from scale_space_diffusion.ladder import ResolutionLadder
-from scale_space_diffusion.loss import DiffusionLoss
+from conftest import ROOT
+
+from scale_space_diffusion.networks import official
+from scale_space_diffusion.diffusion.degradation import Resize
+from scale_space_diffusion.diffusion.ladder import ResolutionLadder
+from scale_space_diffusion.diffusion.loss import DiffusionLoss
 from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion
 from scale_space_diffusion.networks.flexi_unet import FlexiUNet
-from scale_space_diffusion.process import ScaleSpaceProcess
-from scale_space_diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.diffusion.process import ScaleSpaceProcess
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures/official_ssd/official_ssd_tiny.pt"  # a copy, with its README
+FIXTURE = ROOT / "tests/fixtures/official_ssd/official_ssd_tiny.pt"  # a copy, with its README
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import lightning as L
 import torch
 from tqdm.auto import tqdm
 
-from .images import to_uint8
-from .models.base import sample_generators
+from ..images import to_uint8
+from ..models.base import sample_generators
 
 __all__ = ["FIDCallback"]
 
@@ -51,7 +51,7 @@ class FIDCallback(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "test" or self.metric is not None:
             return
-        from .metrics.fid import build_feature_module, make_torchmetrics_fid  # torch-fidelity only when used
+        from .fid import build_feature_module, make_torchmetrics_fid  # torch-fidelity only when used
 
         feature = build_feature_module(self.extractor, self.classifier, self.inception_weights)
         self.metric = make_torchmetrics_fid(feature)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from scale_space_diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])

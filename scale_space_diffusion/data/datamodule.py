@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .data_order import EpochSampler
+from .order import EpochSampler
 from .image_dataset import ArrowImages, whole_batch
 from .idx import FASHION_FILES, cache_key, fashion_mnist_arrow
 
@@ -270,6 +270,3 @@ def main(argv: list[str] | None = None) -> None:
     sizes = ", ".join(f"{k} {len(v)}" for k, v in dm.splits.items())
     print(f"{args.dataset}: {sizes} images, {dm.num_classes or 'no'} classes; cached in {dm.location}")
 
-
-if __name__ == "__main__":
-    main()

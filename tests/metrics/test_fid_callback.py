@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scale_space_diffusion import DDPM, ImageDataModule, UNet
-from scale_space_diffusion.fid_callback import FIDCallback
+from scale_space_diffusion.metrics.fid_callback import FIDCallback
 from scale_space_diffusion.metrics import Classifier, save_classifier
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scale_space_diffusion.degradation import Resize, axis_matrix
+from scale_space_diffusion.diffusion.degradation import Resize, axis_matrix
 
 
 @pytest.mark.parametrize("kind", ["bilinear", "box"])

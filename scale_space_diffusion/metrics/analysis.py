@@ -86,9 +86,9 @@ def plot(real: Tensor, samples: Tensor, recovery: Tensor, timesteps: list[int], 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .data import ImageDataModule
-    from .models.base import sample_generators
-    from .models.loading import load_model
+    from ..data import ImageDataModule
+    from ..models.base import sample_generators
+    from ..models.loading import load_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="a checkpoint written by `ssd fit`")

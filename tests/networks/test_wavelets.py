@@ -5,7 +5,7 @@ import pytest
 import pywt
 import torch
 
-from scale_space_diffusion.wavelets import dwt2, haar_kernels, idwt2
+from scale_space_diffusion.networks.wavelets import dwt2, haar_kernels, idwt2
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 4, 4), (3, 3, 8, 6), (1, 7, 16, 2), (2, 64, 10, 12)])

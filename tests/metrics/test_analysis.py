@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from scale_space_diffusion.analysis import band_error, band_recovery, plot, radial_power_spectrum
+from scale_space_diffusion.metrics.analysis import band_error, band_recovery, plot, radial_power_spectrum
 from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion
 from scale_space_diffusion.networks.flexi_unet import FlexiUNet
 

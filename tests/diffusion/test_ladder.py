@@ -1,6 +1,6 @@
 import torch
 
-from scale_space_diffusion.ladder import ResolutionLadder
+from scale_space_diffusion.diffusion.ladder import ResolutionLadder
 
 
 def test_worked_example_64px_4_levels():

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from scale_space_diffusion.degradation import Resize
-from scale_space_diffusion.ladder import ResolutionLadder
-from scale_space_diffusion.process import ScaleSpaceProcess
-from scale_space_diffusion.sampler import prior, respaced_steps, sample_ancestral, sample_respaced
-from scale_space_diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.diffusion.degradation import Resize
+from scale_space_diffusion.diffusion.ladder import ResolutionLadder
+from scale_space_diffusion.diffusion.process import ScaleSpaceProcess
+from scale_space_diffusion.diffusion.sampler import prior, respaced_steps, sample_ancestral, sample_respaced
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 
 
 def toy_model(x, t, out_res, labels):

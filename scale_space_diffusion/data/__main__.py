@@ -1,0 +1,3 @@
+from .datamodule import main
+
+main()
