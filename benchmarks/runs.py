@@ -15,7 +15,10 @@ from tqdm.auto import tqdm
 
 from scale_space_diffusion import DDPM, FlexiUNet, ScaleSpaceDiffusion, SpectralDiffusion, SpectralUNet, UNet
 from scale_space_diffusion.images import save_png, to_uint8
-from scale_space_diffusion.models.base import DiffusionModule, sample_generators
+from scale_space_diffusion.diffusion.rng import sample_generators
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.models.base import DiffusionModule
+from scale_space_diffusion.models.settings import Optimization, Sampling
 
 from .presets import Preset
 
@@ -43,10 +46,11 @@ def net_kwargs(p: Preset, width: int) -> dict:
 
 def build(name: str, p: Preset, teacher: str | None = None) -> DiffusionModule:
     """A fresh model for run ``name``; ``teacher`` is the DDPM checkpoint ``sd_distilled`` needs."""
-    common = dict(timesteps=p.timesteps, lr=p.lr, ema_decay=p.ema_decay, ema_start_step=p.ema_start_step,
-                  sample_steps=p.sample_steps, sample_seed=p.seed, grid_every_n_epochs=0, grid_size=0)  # fmt: skip
+    common = dict(schedule=NoiseSchedule("linear", p.timesteps),
+                  optim=Optimization(lr=p.lr, ema_decay=p.ema_decay, ema_start_step=p.ema_start_step),
+                  sampling=Sampling(steps=p.sample_steps, seed=p.seed, grid_every_n_epochs=0, grid_size=0))  # fmt: skip
     if name == "ddpm":
-        return DDPM(UNet(**net_kwargs(p, p.model_channels)), prediction="eps", **common)
+        return DDPM(UNet(**net_kwargs(p, p.model_channels)), **common)
     if name in _SSD:
         net = FlexiUNet(**net_kwargs(p, p.model_channels))
         return ScaleSpaceDiffusion(net, num_levels=SSD_LEVELS, gamma=0.5, **_SSD[name], **common)
@@ -54,7 +58,7 @@ def build(name: str, p: Preset, teacher: str | None = None) -> DiffusionModule:
         if name == "sd_distilled" and teacher is None:
             raise ValueError("sd_distilled needs the ddpm run's checkpoint (run ddpm too, or pass --ckpt ddpm=PATH)")
         net = SpectralUNet(**net_kwargs(p, p.slim_channels), gating=True)
-        return SpectralDiffusion(net, teacher=teacher if name == "sd_distilled" else None, prediction="eps", **common)
+        return SpectralDiffusion(net, teacher=teacher if name == "sd_distilled" else None, **common)
     raise ValueError(f"unknown run {name!r}; choose from {', '.join(RUNS)}")
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from scale_space_diffusion import FlexiUNet, ScaleSpaceDiffusion
+from scale_space_diffusion import FlexiUNet, NoiseSchedule, ScaleSpaceDiffusion
+from scale_space_diffusion.models.settings import Optimization, Sampling
 from scale_space_diffusion.metrics.model_flops import sampling_flops, training_flops_breakdown
 
 MULT = {64: (1, 2, 3, 4), 128: (1, 1, 2, 3, 4), 256: (1, 1, 2, 2, 4, 4)}
@@ -40,7 +41,8 @@ def sweep(sizes: list[int]) -> list[dict]:
             for levels in range(1, len(MULT[size]) + 1):
                 for schedule in ("convex", "equal") if levels > 1 else ("-",):
                     model = ScaleSpaceDiffusion(net, num_levels=levels, ladder_schedule=schedule if levels > 1 else "convex",
-                                                timesteps=T, ema_decay=None, sample_steps=T)  # fmt: skip
+                                                schedule=NoiseSchedule("linear", T), optim=Optimization(ema_decay=None),
+                                                sampling=Sampling(steps=T))  # fmt: skip
                     s = sampling_flops(model, T, trace=False, cache=cache)
                     tr = training_flops_breakdown(model, cache=cache)
                     rows.append({"size": size, "layout": layout, "levels": levels, "schedule": schedule,

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from scale_space_diffusion import ImageDataModule, SpectralDiffusion, SpectralUNet, load_model
+from scale_space_diffusion.models.settings import Optimization, Sampling
 from scale_space_diffusion.metrics.model_flops import param_counts, sampling_flops, training_flops_breakdown
 
 VARIANTS = {  # name -> (gating, distil)
@@ -42,8 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, (gating, distil) in VARIANTS.items():
         L.seed_everything(a.seed, verbose=False)
         net = SpectralUNet(**{**cfg, "model_channels": max(4, cfg["model_channels"] // 4), "gating": gating})
-        model = SpectralDiffusion(net, teacher=a.teacher if distil else None, ema_decay=None, grid_size=0,
-                                  lr=1e-3, timesteps=teacher.process.T)  # fmt: skip
+        model = SpectralDiffusion(net, teacher=a.teacher if distil else None, schedule=teacher.process.schedule,
+                                  optim=Optimization(lr=1e-3, ema_decay=None), sampling=Sampling(grid_size=0))  # fmt: skip
         data = ImageDataModule(dataset="fashion_mnist", image_size=cfg["image_size"], batch_size=a.batch_size)
         trainer = L.Trainer(max_steps=a.steps, logger=False, enable_checkpointing=False, accelerator="cpu",
                             limit_val_batches=a.val_batches, val_check_interval=a.steps, check_val_every_n_epoch=None,

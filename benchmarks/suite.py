@@ -76,7 +76,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
         "feature_extractor": judge.label, "extractor": judge.extractor, "classifier_accuracy": judge.classifier_accuracy,
         "num_samples": p.num_samples, "low_sample": p.low_sample, "image_format": "PNG",
         "sampler": f"ancestral, exact posterior, respaced to {p.sample_steps} steps (SSD keeps every transition)",
-        "steps": sampling["num_steps"], "ema": model.ema_decay is not None, "ema_decay": model.ema_decay,
+        "steps": sampling["num_steps"], "ema": model.optim.ema_decay is not None, "ema_decay": model.optim.ema_decay,
         "seed": p.seed, "samples_dir": str(run_dir / "samples"),
     }  # fmt: skip
 

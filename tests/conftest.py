@@ -64,8 +64,11 @@ def train_and_save(model, path, image_size=16, channels=1):
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory) -> str:
     """A one-step DDPM checkpoint matching configs/smoke (16px, 1 channel, T=100): Spectral Diffusion's teacher."""
+    from scale_space_diffusion.diffusion.schedule import NoiseSchedule
     from scale_space_diffusion.models.ddpm import DDPM
+    from scale_space_diffusion.models.settings import Optimization, Sampling
     from scale_space_diffusion.networks.unet import UNet
 
-    model = DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), timesteps=100, ema_decay=None, grid_size=0)
+    model = DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None),
+                 sampling=Sampling(grid_size=0))
     return train_and_save(model, tmp_path_factory.mktemp("teacher") / "ddpm.ckpt")

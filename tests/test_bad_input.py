@@ -25,6 +25,9 @@ from scale_space_diffusion.cli import run
 from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.data.idx import FASHION_FILES
 from scale_space_diffusion.diffusion.ladder import ResolutionLadder
+from scale_space_diffusion.diffusion.loss import DiffusionLoss
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.models.settings import Optimization
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.models.spectral import SpectralDiffusion
 from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion
@@ -45,18 +48,21 @@ def net(cls: type = UNet, **kw) -> UNet:
                          attention_resolutions=(), num_heads=2), **kw})  # fmt: skip
 
 
+T100, NO_EMA = NoiseSchedule(timesteps=100), Optimization(ema_decay=None)
+
+
 def ddpm(**kw) -> DDPM:
-    return DDPM(net(), **{"timesteps": 100, "ema_decay": None, **kw})
+    return DDPM(net(), **{"schedule": T100, "optim": NO_EMA, **kw})
 
 
-def ssd(network: UNet | None = None, **kw) -> ScaleSpaceDiffusion:
-    kw = {"num_levels": 2, "timesteps": 100, "ema_decay": None, **kw}
+def ssd(network: UNet | None = None, timesteps: int = 100, **kw) -> ScaleSpaceDiffusion:
+    kw = {"num_levels": 2, "schedule": NoiseSchedule(timesteps=timesteps), "optim": NO_EMA, **kw}
     return ScaleSpaceDiffusion(network or net(FlexiUNet), **kw)
 
 
-def spectral(teacher: str | None, image_size: int = 16, **kw) -> SpectralDiffusion:
+def spectral(teacher: str | None, image_size: int = 16, timesteps: int = 100, **kw) -> SpectralDiffusion:
     network = net(SpectralUNet, image_size=image_size, model_channels=4)
-    return SpectralDiffusion(network, teacher=teacher, **{"timesteps": 100, "ema_decay": None, **kw})
+    return SpectralDiffusion(network, teacher=teacher, **{"schedule": NoiseSchedule(timesteps=timesteps), "optim": NO_EMA, **kw})
 
 
 def datamodule(tmp: Path, **kw) -> ImageDataModule:
@@ -245,7 +251,7 @@ CASES = [
     case(call(ResolutionLadder, 32, 0), ValueError, "num_levels=0", r"must be >= 1 \(1 is plain DDPM\)", "no-levels"),
     case(call(ssd, num_levels=3), ValueError, "num_levels=3", "use num_levels <= 2 or a longer channel_mult",
          "more-levels-than-unet"),
-    case(call(ssd, timesteps=1), ValueError, "timesteps=1", "use timesteps >= 2 or fewer levels", "few-steps"),
+    case(call(ResolutionLadder, 16, 2, 1), ValueError, "timesteps=1", "use timesteps >= 2 or fewer levels", "few-steps"),
     case(call(ssd, gamma=0.0), ValueError, "gamma=0.0", "must be > 0; use the official default 0.5", "gamma-0"),
     case(cli("fit", "--model.init_args.gamma=-1"), ValueError, "gamma=-1.0", "use the official default", "gamma-cli"),
     case(call(ssd, ladder_schedule="linear"), ValueError, "'linear'", "use 'convex' or 'equal'", "ladder-schedule"),
@@ -259,16 +265,19 @@ CASES = [
     case(call(net, model_channels=7), ValueError, "model_channels=7", "must be even", "odd-model-channels"),
     case(call(net, attention_resolutions=(8,), num_heads=3), ValueError, "num_heads=3", "use a num_heads that divides",
          "attention-heads"),
-    case(call(ddpm, beta_schedule="quadratic"), ValueError, "'quadratic'", "use 'linear' or 'cosine'", "beta-schedule"),
-    case(cli("fit", "--model.init_args.beta_schedule=quadratic"), SystemExit, "quadratic",
+    case(call(NoiseSchedule, "quadratic"), ValueError, "'quadratic'", "use 'linear' or 'cosine'", "beta-schedule"),
+    case(cli("fit", "--model.init_args.schedule.kind=quadratic"), SystemExit, "quadratic",
          r"Expected a typing.Literal\['linear', 'cosine'\]", "beta-schedule-cli"),
-    case(call(ddpm, timesteps=0), ValueError, "timesteps=0", "must be >= 1, e.g. 1000", "timesteps-0"),
-    case(call(ddpm, prediction="v"), ValueError, "'v'", "use 'eps' or 'x0'", "prediction"),
-    case(call(ddpm, weighting="snr"), ValueError, "'snr'", "use 'constant' or 'min_snr'", "weighting"),
-    case(call(ddpm, snr_gamma=0.0), ValueError, "got 0.0", "snr_gamma must be > 0", "snr-gamma"),
-    case(call(ddpm, ema_decay=1.0), ValueError, "got 1.0", r"ema_decay must be in \(0, 1\) or None", "ema-decay"),
-    case(cli("fit", "--model.init_args.sample_steps=500", "--trainer.max_steps=1", config="ddpm_tiny"), ValueError,
-         "sample_steps=500", r"must be in 1\.\.100 \(timesteps\) or None", "sample-steps-above-timesteps"),
+    case(call(NoiseSchedule, timesteps=0), ValueError, "timesteps=0", "must be >= 1, e.g. 1000", "timesteps-0"),
+    case(call(NoiseSchedule, timesteps=20), ValueError, "timesteps=20", "use timesteps >= 21", "timesteps-too-few"),
+    case(call(DiffusionLoss, "v"), ValueError, "'v'", "use 'eps' or 'x0'", "prediction"),
+    case(call(DiffusionLoss, weighting="snr"), ValueError, "'snr'", "use 'constant' or 'min_snr'", "weighting"),
+    case(call(DiffusionLoss, snr_gamma=0.0), ValueError, "got 0.0", "snr_gamma must be > 0", "snr-gamma"),
+    case(call(Optimization, ema_decay=1.0), ValueError, "ema_decay=1.0", r"must be in \(0, 1\) or null", "ema-decay"),
+    case(call(Optimization, lr=-1.0), ValueError, "lr=-1.0", r"optim\.lr, e\.g\. 2e-4", "lr-negative"),
+    case(call(ssd, loss=DiffusionLoss("eps")), ValueError, "loss.prediction='eps'", "loss.prediction=x0", "ssd-eps"),
+    case(cli("fit", "--model.init_args.sampling.steps=500", "--trainer.max_steps=1", config="ddpm_tiny"), ValueError,
+         "sampling.steps=500", r"must be in 1\.\.100 \(timesteps\) or null", "sample-steps-above-timesteps"),
     # data and model disagree: refused at the first step
     case(cli("fit", "--data.channels=3", "--trainer.fast_dev_run=1"), ValueError, "data is (3, 16, 16)", USE,
          "channel-mismatch"),
@@ -282,7 +291,7 @@ CASES = [
     case(teacher_file(ssd), TypeError, "holds a ScaleSpaceDiffusion", TEACHER, "teacher-ssd"),
     case(teacher_file(lambda: spectral(None)), TypeError, "holds a SpectralDiffusion", r"pass the \.ckpt of a DDPM",
          "teacher-spectral"),
-    case(with_tiny_teacher(timesteps=200), ValueError, "('linear', 200, 'eps')", "set the student's to the teacher's",
+    case(with_tiny_teacher(timesteps=200), ValueError, "timesteps=200", "set the student's schedule and loss.prediction",
          "teacher-schedule"),
     case(with_tiny_teacher(image_size=32), ValueError, "1x32px",
          "set the student net's in_channels=1 and image_size=16", "teacher-image-size"),

@@ -9,6 +9,8 @@ import yaml
 
 from conftest import ROOT, train_and_save
 
+from scale_space_diffusion.models.settings import Optimization
+from scale_space_diffusion.models.settings import Sampling
 from scale_space_diffusion.networks import official
 from scale_space_diffusion.cli import run
 from scale_space_diffusion.models.ddpm import DDPM
@@ -28,7 +30,8 @@ def fit_args(config: Path, tmp_path, fmnist_idx, cache_dir) -> list[str]:
     return [
         "fit", f"--config={ROOT / config}", "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path}",
         "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true",
-        "--model.init_args.sample_steps=2", "--model.init_args.grid_size=2", "--model.init_args.grid_every_n_epochs=0",
+        "--model.init_args.sampling.steps=2", "--model.init_args.sampling.grid_size=2",
+        "--model.init_args.sampling.grid_every_n_epochs=0",
         "--data.batch_size=2",
         "--data.num_workers=0", f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}",
     ]  # fmt: skip
@@ -51,7 +54,7 @@ def test_every_config_fast_dev_run(config, tmp_path, fmnist_idx, cache_dir, rgb_
         torch.save(official.to_official(flexi.state_dict(), flexi), path)
         args.append(f"--model.init_args.official_checkpoint={path}")
     if init.get("teacher"):  # a one-step DDPM teacher of the matching size
-        teacher = DDPM(UNet(size, channels, None, 16, (1, 2), 1, (), 4), ema_decay=None, grid_size=0)
+        teacher = DDPM(UNet(size, channels, None, 16, (1, 2), 1, (), 4), optim=Optimization(ema_decay=None), sampling=Sampling(grid_size=0))
         args.append(f"--model.init_args.teacher={train_and_save(teacher, tmp_path / 'teacher.ckpt', size, channels)}")
     cli = run(args)
     assert cli.trainer.global_step == 1

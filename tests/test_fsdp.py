@@ -12,6 +12,8 @@ from lightning.pytorch.strategies import FSDPStrategy
 
 from conftest import ROOT
 
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.models.settings import Optimization
 from scale_space_diffusion.cli import run
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.networks.unet import UNet
@@ -28,9 +30,9 @@ def test_fsdp_on_cpu_is_refused_before_any_work(strategy, tmp_path, monkeypatch)
 
 
 def test_ema_under_fsdp_is_refused_with_the_fix():
-    model = DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), timesteps=100, ema_decay=0.999)
+    model = DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=0.999))
     model._trainer = types.SimpleNamespace(strategy=FSDPStrategy())
-    with pytest.raises(ValueError, match=r"ema_decay=0.999 .* set --model.init_args.ema_decay=null"):
+    with pytest.raises(ValueError, match=r"ema_decay=0.999 .* set --model.init_args.optim.ema_decay=null"):
         model.configure_callbacks()
-    model.ema_decay = None
+    model.optim = Optimization(ema_decay=None)
     assert model.configure_callbacks() == []

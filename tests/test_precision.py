@@ -34,7 +34,7 @@ def fit(name, tmp_path, fmnist_idx, cache_dir, teacher, *extra):
     args = [
         "fit", f"--config={ROOT / f'configs/smoke/{name}_tiny.yaml'}", "--trainer.max_steps=2",
         f"--trainer.default_root_dir={tmp_path}", f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}",
-        "--model.init_args.grid_size=0", "--trainer.callbacks+=test_precision.OutputDtype", *extra,
+        "--model.init_args.sampling.grid_size=0", "--trainer.callbacks+=test_precision.OutputDtype", *extra,
     ]  # fmt: skip
     args += [f"--model.init_args.teacher={teacher}"] if name == "spectral" else []
     cli = run(args)

@@ -15,7 +15,9 @@ import yaml
 from conftest import ROOT, train_and_save
 
 from scale_space_diffusion.cli import run
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 from scale_space_diffusion.models.ddpm import DDPM
+from scale_space_diffusion.models.settings import Optimization, Sampling
 from scale_space_diffusion.networks.unet import UNet
 
 K = 5  # steps before the stop; 8 batches per epoch, so the resumed run crosses an epoch end and its validation
@@ -56,7 +58,7 @@ def fit(name, root, fmnist_idx, cache_dir, teacher, ckpt_path=None, interrupt_at
     args = [
         "fit", f"--config={ROOT / f'configs/smoke/{name}_tiny.yaml'}", f"--config={root / 'override.yaml'}",
         f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}", f"--trainer.default_root_dir={root}",
-        f"--trainer.max_steps={2 * K}", "--data.num_workers=0", "--model.init_args.grid_every_n_epochs=0",
+        f"--trainer.max_steps={2 * K}", "--data.num_workers=0", "--model.init_args.sampling.grid_every_n_epochs=0",
     ]  # fmt: skip
     args += [f"--model.init_args.teacher={teacher}"] if name == "spectral" else []
     args += [f"--ckpt_path={ckpt_path}"] if ckpt_path else []
@@ -116,7 +118,8 @@ def test_nan_loss_stops_with_step_and_t_and_keeps_the_last_good_checkpoint(tmp_p
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     """Lightning serialises to memory, then writes inside an fsspec transaction: a torn write leaves the old file."""
     path = tmp_path / "last.ckpt"
-    model = DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), timesteps=100, ema_decay=None, grid_size=0)
+    model = DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None),
+                 sampling=Sampling(grid_size=0))
     train_and_save(model, path)
     good = path.read_bytes()
 

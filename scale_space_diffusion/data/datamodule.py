@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..lightning_internals import batches_done
 from .order import EpochSampler
 from .image_dataset import ArrowImages, whole_batch
 from .idx import FASHION_FILES, cache_key, fashion_mnist_arrow
@@ -224,7 +225,7 @@ class ImageDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return {}
-        epoch, done = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        epoch, done = trainer.current_epoch, batches_done(trainer)
         if done >= trainer.num_training_batches:  # a checkpoint at the end of an epoch resumes at the next one
             epoch, done = epoch + 1, 0
         return {"epoch": epoch, "batches": done}

@@ -1,15 +1,19 @@
 """The Scale Space Diffusion forward process and its exact posterior (arXiv 2603.08709).
 
-Forward:   x_t = a_t R_{1:t} x_0 + sigma_t eps,  at resolution r(t).
-Posterior, for s < t with c = a_t / a_s, rho = sigma_s^2 / sigma_t^2, mu_s = a_s x0_hat^{r(s)}:
-    mean = mu_s + rho c R^T (x_t - c R mu_s)
-    cov  = sigma_s^2 (I - rho c^2 R^T R)
-where R maps r(s) -> r(t) (the identity away from transitions, where both reduce to the DDPM
-posterior). Because R = R_1 (x) R_1 is separable, R^T R has eigenvectors u_i (x) u_j with
-eigenvalues lam_i lam_j of the 1-D Gram R_1^T R_1 = U diag(lam) U^T, so the transition noise is
-drawn *exactly* as sigma_s U diag(sqrt(1 - rho c^2 lam_i lam_j)) U^T z, two small matmuls per axis
-(the authors' code approximates it with 40 Lanczos iterations).
-With one ladder level this is DDPM; s = -1 denotes the clean data (a = 1, sigma = 0).
+The paper writes the resize as M and the signal scale as a_t; we write R (our :class:`Resize`) and a_t. Equation
+tags (P1)-(P4) are ours (the paper's numbering could not be checked offline); with one ladder level, R = I and
+they reduce to DDPM (Ho et al. 2020) Eq. 4 and Eqs. 6-7.
+
+    (P1) forward marginal:  x_t = a_t R_{1:t} x_0 + sigma_t eps,  at resolution r(t)
+For s < t, with c = a_t / a_s, rho = sigma_s^2 / sigma_t^2, mu_s = a_s x0_hat^{r(s)} and R = R_{r(s) -> r(t)}
+(the identity away from transitions):
+    (P2) posterior mean:    mu_s + rho c R^T (x_t - c R mu_s)
+    (P3) posterior cov:     sigma_s^2 (I - rho c^2 R^T R)
+    (P4) exact noise:       R = R_1 (x) R_1 is separable, so R^T R has eigenvectors u_i (x) u_j with eigenvalues
+                            lam_i lam_j of the 1-D Gram R_1^T R_1 = U diag(lam) U^T; a draw of (P3) is
+                            sigma_s U (S * (U^T Z U)) U^T with S_ij = sqrt(1 - rho c^2 lam_i lam_j) and Z ~ N(0, I):
+                            two small matmuls per axis (the authors' code uses 40 Lanczos iterations instead).
+s = -1 denotes the clean data (a = 1, sigma = 0).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ class ScaleSpaceProcess:
         return self.resize.down(x0, size)
 
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """Eq. forward: x_t = a_t R_{1:t} x_0 + sigma_t eps. x0 (B,C,R,R), t (B,), noise (B,C,r,r)."""
+        """(P1): x_t = a_t R_{1:t} x_0 + sigma_t eps. x0 (B,C,R,R), t (B,), noise (B,C,r,r)."""
         s = self.schedule
         return s.at(s.a, t, x0) * self.degrade(x0, noise.shape[-1]) + s.at(s.sigma, t, noise) * noise
 
@@ -60,7 +64,7 @@ class ScaleSpaceProcess:
         return a_t / a_s, sigma_s**2 / sigma_t**2, a_s  # c, rho, a_s
 
     def posterior_mean(self, x_t: Tensor, x0_hat: Tensor, t: int, s: int | None = None) -> Tensor:
-        """E[x_s | x_t, x_0 = x0_hat]. x_t (B,C,r(t),r(t)), x0_hat (B,C,r(s),r(s)) -> (B,C,r(s),r(s))."""
+        """(P2) E[x_s | x_t, x_0 = x0_hat]. x_t (B,C,r(t),r(t)), x0_hat (B,C,r(s),r(s)) -> (B,C,r(s),r(s))."""
         s = t - 1 if s is None else s
         c, rho, a_s = self._coeffs(t, s)
         mu_s = a_s * x0_hat
@@ -69,7 +73,7 @@ class ScaleSpaceProcess:
         return mu_s + rho * c * self.resize.adjoint(residual, mu_s.shape[-1])
 
     def posterior_noise(self, z: Tensor, t: int, s: int | None = None) -> Tensor:
-        """Sigma^{1/2} z, an exact draw from N(0, sigma_s^2 (I - rho c^2 R^T R)) given z ~ N(0, I) at r(s)."""
+        """(P4) Sigma^{1/2} z, an exact draw from (P3) N(0, sigma_s^2 (I - rho c^2 R^T R)) given z ~ N(0, I) at r(s)."""
         s = t - 1 if s is None else s
         if s < 0:
             return torch.zeros_like(z)
@@ -84,7 +88,7 @@ class ScaleSpaceProcess:
         return sigma_s * (U @ (scale * (U.T @ z @ U)) @ U.T)
 
     def posterior_cov(self, t: int, s: int | None = None) -> Tensor:
-        """The dense covariance (n^2, n^2) of one channel at r(s), row-major pixels; for tests."""
+        """(P3) as a dense covariance (n^2, n^2) of one channel at r(s), row-major pixels; for tests."""
         s = t - 1 if s is None else s
         c, rho, _ = self._coeffs(t, s)
         sigma_s = float(self.schedule.a_sigma(s)[1])

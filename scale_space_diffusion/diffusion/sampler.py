@@ -1,10 +1,11 @@
 """Ancestral samplers for DDPM and Scale Space Diffusion, as free functions with one signature.
 
-    sample_x(model, process, x, *, labels, generator, callback, disable) -> x_0
-    model(x_t, t, out_res, labels) -> x0_hat at out_res   (the denoiser contract)
+    sample_x(denoiser, process, x, *, steps, labels, generator, callback, disable) -> x_0
+    denoiser(x_t, t, out_res, labels) -> x0_hat at out_res   (see :mod:`.parameterization`)
 
-Each reverse step t -> s draws x_s ~ q(x_s | x_t, x_0 = clip(x0_hat)) (the process posterior),
-which at a transition doubles the resolution with the exact anisotropic noise.
+Every sampler walks descending timesteps with :func:`reverse_step`, the one place a step t -> s is
+taken (the FLOPs counter traces it too). Each step draws x_s ~ q(x_s | x_t, x_0 = clip(x0_hat)),
+the process posterior, which at a transition doubles the resolution with the exact anisotropic noise.
 """
 
 from __future__ import annotations
@@ -15,24 +16,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .parameterization import Denoiser
 from .process import ScaleSpaceProcess
-
-Generator = torch.Generator | Sequence[torch.Generator] | None
-
-
-def randn(shape: Sequence[int], generator: Generator, like: Tensor | None = None) -> Tensor:
-    """Standard normal noise drawn on the CPU; a list of generators draws one sample each.
-
-    Per-sample generators make every image depend only on its own seed, so samples are
-    bit-identical however the batch is split across devices.
-    """
-    if isinstance(generator, Sequence):
-        if len(generator) != shape[0]:
-            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
-        z = torch.cat([torch.randn(1, *shape[1:], generator=g) for g in generator])
-    else:
-        z = torch.randn(*shape, generator=generator)
-    return z if like is None else z.to(device=like.device, dtype=like.dtype)
+from .rng import Generator, randn
 
 
 def prior(process: ScaleSpaceProcess, batch: int, channels: int, generator: Generator = None, like=None) -> Tensor:
@@ -54,9 +40,40 @@ def respaced_steps(process: ScaleSpaceProcess, num_steps: int) -> list[int]:
     return sorted(set(even) | set(process.ladder.transitions) | {0, T - 1}, reverse=True)
 
 
+def jumps(steps: Sequence[int]) -> list[tuple[int, int]]:
+    """The (t, s) pairs a sampler takes over descending ``steps``; the last goes to s = -1, the clean data."""
+    steps = list(steps)
+    return list(zip(steps, steps[1:] + [-1]))
+
+
+def reverse_step(
+    denoiser: Denoiser,
+    process: ScaleSpaceProcess,
+    x: Tensor,
+    t: int,
+    s: int,
+    *,
+    labels: Tensor | None = None,
+    generator: Generator = None,
+    clip: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """One ancestral step x_t (B,C,r(t),r(t)) -> (x_s (B,C,r(s),r(s)), x0_hat); s = -1 returns the mean.
+
+    DDPM Algorithm 2, line 4, with the scale-space posterior of :class:`ScaleSpaceProcess`.
+    """
+    t_batch = torch.full((len(x),), t, device=x.device, dtype=torch.long)
+    x0_hat = denoiser(x, t_batch, process.ladder.res(s), labels)
+    if clip:
+        x0_hat = x0_hat.clamp(-1, 1)
+    mean = process.posterior_mean(x, x0_hat, t, s)
+    if s < 0:
+        return mean, x0_hat
+    return mean + process.posterior_noise(randn(mean.shape, generator, mean), t, s), x0_hat
+
+
 @torch.no_grad()
 def sample_ancestral(
-    model: Callable[..., Tensor],
+    denoiser: Denoiser,
     process: ScaleSpaceProcess,
     x: Tensor,
     *,
@@ -67,7 +84,7 @@ def sample_ancestral(
     callback: Callable[[dict], None] | None = None,
     disable: bool | None = None,
 ) -> Tensor:
-    """Ancestral sampling (DDPM Algorithm 2, generalised to the scale-space posterior).
+    """Ancestral sampling (Ho et al. 2020, Algorithm 2, generalised to the scale-space posterior).
 
     x: (B,C,r,r) prior noise at r(steps[0]); steps: descending timesteps, all T by default.
     Returns x_0 (B,C,R,R). ``callback`` gets {"i", "t", "x", "denoised"} after each step.
@@ -75,22 +92,15 @@ def sample_ancestral(
     steps = list(range(process.T - 1, -1, -1)) if steps is None else list(steps)
     if x.shape[-1] != process.ladder.res(steps[0]):
         raise ValueError(f"x is {x.shape[-1]}px but step {steps[0]} lives at {process.ladder.res(steps[0])}px")
-    for i, t in enumerate(tqdm(steps, disable=disable, desc="sampling", leave=False)):
-        s = steps[i + 1] if i + 1 < len(steps) else -1
-        r_s = process.ladder.res(s)
-        t_batch = torch.full((len(x),), t, device=x.device, dtype=torch.long)
-        x0_hat = model(x, t_batch, r_s, labels)
-        if clip:
-            x0_hat = x0_hat.clamp(-1, 1)
-        mean = process.posterior_mean(x, x0_hat, t, s)
-        x = mean + process.posterior_noise(randn(mean.shape, generator, mean), t, s) if s >= 0 else mean
+    for i, (t, s) in enumerate(tqdm(jumps(steps), disable=disable, desc="sampling", leave=False)):
+        x, x0_hat = reverse_step(denoiser, process, x, t, s, labels=labels, generator=generator, clip=clip)
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "denoised": x0_hat})
     return x
 
 
 def sample_respaced(
-    model: Callable[..., Tensor],
+    denoiser: Denoiser,
     process: ScaleSpaceProcess,
     x: Tensor,
     *,
@@ -104,5 +114,5 @@ def sample_respaced(
     """Ancestral sampling over :func:`respaced_steps`; with ``num_steps = T`` it equals :func:`sample_ancestral`."""
     steps = respaced_steps(process, num_steps)
     return sample_ancestral(
-        model, process, x, steps=steps, labels=labels, generator=generator, clip=clip, callback=callback, disable=disable
+        denoiser, process, x, steps=steps, labels=labels, generator=generator, clip=clip, callback=callback, disable=disable
     )

@@ -31,29 +31,39 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
 
 @dataclass(frozen=True)
 class NoiseSchedule:
-    """A variance-preserving schedule; all tensors are float64 (T,) on the CPU.
+    """A variance-preserving schedule of ``timesteps`` steps (Ho et al. 2020, Eq. 4: x_t = a_t x_0 + sigma_t eps).
 
-    Use :meth:`at` to gather coefficients for a batch of timesteps on the batch's device.
+    A typed argument of every model (``schedule: {kind: linear, timesteps: 1000}`` in YAML). The derived
+    tensors are float64 (T,) on the CPU; :meth:`at` gathers coefficients for a batch on the batch's device.
+
+    Args:
+        kind: "linear" (DDPM / ADM betas) or "cosine" (Nichol & Dhariwal 2021).
+        timesteps: T, the number of diffusion steps.
     """
 
-    betas: Tensor
-    abar: Tensor = field(init=False, repr=False)
+    kind: BetaSchedule = "linear"
+    timesteps: int = 1000
+    betas: Tensor = field(init=False, repr=False, compare=False)
+    abar: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        b = self.betas
-        if b.ndim != 1 or not bool(((b > 0) & (b < 1)).all()):
-            raise ValueError("betas must be a 1-D tensor with 0 < beta < 1")
+        T = self.timesteps
+        if self.kind not in ("linear", "cosine"):
+            raise ValueError(f"unknown beta schedule {self.kind!r}; use 'linear' or 'cosine'")
+        if T < 1:
+            raise ValueError(f"timesteps={T} must be >= 1, e.g. 1000")
+        if self.kind == "linear" and T <= 20:
+            raise ValueError(
+                f"timesteps={T} is too few for the linear schedule, whose last beta is 0.02 * 1000 / T and must be "
+                "< 1; use timesteps >= 21 (e.g. 1000), or kind='cosine'"
+            )
+        b = linear_betas(T) if self.kind == "linear" else cosine_betas(T)
+        object.__setattr__(self, "betas", b)
         object.__setattr__(self, "abar", torch.cumprod(1 - b, dim=0))
 
     @classmethod
     def make(cls, kind: BetaSchedule = "linear", T: int = 1000) -> NoiseSchedule:
-        if T < 1:
-            raise ValueError(f"timesteps={T} must be >= 1, e.g. 1000")
-        if kind == "linear":
-            return cls(linear_betas(T))
-        if kind == "cosine":
-            return cls(cosine_betas(T))
-        raise ValueError(f"unknown beta schedule {kind!r}; use 'linear' or 'cosine'")
+        return cls(kind, T)
 
     @property
     def T(self) -> int:
@@ -83,6 +93,3 @@ class NoiseSchedule:
         """Gather ``values[t]`` and shape it (B,1,1,1) with ``like``'s dtype and device."""
         out = values[t.cpu()].to(device=like.device, dtype=like.dtype)
         return out.view(-1, *([1] * (like.ndim - 1)))
-
-    def same_as(self, other: NoiseSchedule) -> bool:
-        return self.T == other.T and torch.allclose(self.betas, other.betas)

@@ -7,7 +7,7 @@ Opt in by adding the callback to the Trainer (or ``--trainer.callbacks+=FIDCallb
 
 Real statistics come from the test batches the model is tested on; generated statistics from
 ``num_samples`` images drawn by ``pl_module.sample`` with per-sample generators seeded by
-(``pl_module.sample_seed``, index), exactly as ``predict`` and the benchmarks draw them. Through
+(``pl_module.sampling.seed``, index), exactly as ``predict`` and the benchmarks draw them. Through
 :func:`~.metrics.fid.build_feature_module` the extractor is the same network torch-fidelity uses in
 :func:`~.metrics.fid.compute_fid_kid`, so the two agree on the same images.
 """
@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..images import to_uint8
-from ..models.base import sample_generators
+from ..diffusion.rng import sample_generators
 
 __all__ = ["FIDCallback"]
 
@@ -36,7 +36,7 @@ class FIDCallback(L.Callback):
         extractor: str = "classifier",  # "classifier" (offline) or "inception" (needs the weights file)
         inception_weights: str | None = None,  # local weights-inception-2015-12-05-6726825d.pth
         batch_size: int = 64,  # images per sampling batch
-        steps: int | None = None,  # sampler steps; None = the model's sample_steps
+        steps: int | None = None,  # sampler steps; None = the model's sampling.steps
         progress: bool = True,
     ):
         super().__init__()
@@ -69,7 +69,7 @@ class FIDCallback(L.Callback):
         chunks = indices.split(self.batch_size)
         show = self.progress and trainer.is_global_zero
         for chunk in tqdm(chunks, desc="FID samples", disable=not show, leave=False):
-            gens = sample_generators(pl_module.sample_seed, chunk)
+            gens = sample_generators(pl_module.sampling.seed, chunk)
             images = pl_module.sample(gens, pl_module.sample_labels(chunk), steps=self.steps)
             self.metric.update(to_uint8(images), real=False)
         pl_module.log("test/fid", self.metric.compute().float(), sync_dist=False)

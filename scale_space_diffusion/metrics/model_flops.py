@@ -15,14 +15,14 @@ x_t at r(t), and its FLOPs depend only on (r(t), r(s)), never on the value of t.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections import Counter
 
 import torch
 from torch import Tensor
 
 from .flops import count_flops, count_params, count_train_flops
-from ..diffusion.sampler import randn, respaced_steps
+from ..diffusion.rng import randn
+from ..diffusion.sampler import jumps, respaced_steps, reverse_step
 
 __all__ = ["param_counts", "sampling_flops", "training_flops", "training_flops_breakdown"]
 
@@ -69,24 +69,19 @@ def _warm_caches(model) -> None:
 
 
 def step_flops(model, t: int, s: int) -> dict[str, int]:
-    """FLOPs of one reverse step t -> s at batch 1, as ``sample_ancestral`` runs it.
+    """FLOPs of one reverse step t -> s at batch 1, as the sampler takes it (:func:`reverse_step`).
 
-    ``denoise`` is the network (plus any resize inside it); ``posterior`` is the exact posterior
-    mean and noise, whose resize matmuls are non-zero only at transitions.
+    ``denoise`` is the network (plus any resize inside it); ``posterior`` is the rest of the step, the exact
+    posterior mean and noise, whose resize matmuls are non-zero only at transitions.
     """
-    process, ladder = model.process, model.process.ladder
+    ladder = model.process.ladder
     g = torch.Generator().manual_seed(0)
     x = randn((1, model.channels, ladder.res(t), ladder.res(t)), g, like=torch.empty(0, device=model.device))
     t_batch = torch.full((1,), t, dtype=torch.long, device=model.device)
     labels = _labels(model)
     denoise = count_flops(model.denoise, x, t_batch, ladder.res(s), labels)
-    x0_hat = model.denoise(x, t_batch, ladder.res(s), labels).clamp(-1, 1)
-
-    def posterior():
-        mean = process.posterior_mean(x, x0_hat, t, s)
-        return mean + process.posterior_noise(randn(mean.shape, g, mean), t, s) if s >= 0 else mean
-
-    return {"denoise": denoise, "posterior": count_flops(posterior)}
+    step = count_flops(reverse_step, model.denoise, model.process, x, t, s, labels=labels, generator=g)
+    return {"denoise": denoise, "posterior": step - denoise}
 
 
 @_one_thread
@@ -103,7 +98,7 @@ def sampling_flops(model, num_steps: int | None = None, trace: bool = True, cach
     was_training = model.training
     model.eval()
     _warm_caches(model)
-    n = num_steps or model.sample_steps or model.process.T
+    n = num_steps or model.sampling.steps or model.process.T
     # (a) trace the real sampler at batch 1
     traced = None
     if trace:
@@ -111,10 +106,10 @@ def sampling_flops(model, num_steps: int | None = None, trace: bool = True, cach
     # (b) one count per distinct path, times the number of steps that take it
     steps = respaced_steps(model.process, n)
     ladder = model.process.ladder
-    jumps = [(t, steps[i + 1] if i + 1 < len(steps) else -1) for i, t in enumerate(steps)]
-    uses = Counter((ladder.res(t), ladder.res(s)) for t, s in jumps)
+    taken = jumps(steps)
+    uses = Counter((ladder.res(t), ladder.res(s)) for t, s in taken)
     first = {}
-    for t, s in jumps:
+    for t, s in taken:
         first.setdefault((ladder.res(t), ladder.res(s)), (t, s))
     cache = {} if cache is None else cache
     paths = {}
@@ -143,9 +138,9 @@ def _train_paths(model) -> dict[Path, tuple[int, int]]:
 def training_flops_breakdown(model, cache: dict | None = None) -> dict:
     """Forward + backward FLOPs per image of one training step, in expectation over t ~ U{0..T-1}.
 
-    Each path is counted once at batch 1 through ``model.loss_fn(model.network, model.process,
-    x0, t, noise)`` (plus ``model.auxiliary_loss``, Spectral Diffusion's distillation terms) and
-    weighted by its share of t. A frozen teacher's forward (no backward) is counted apart:
+    Each path is counted once at batch 1 through ``model.loss_terms(x0, t, noise, labels)`` (the
+    denoising loss plus any extra terms, e.g. Spectral Diffusion's distillation) and weighted by its
+    share of t. A frozen teacher's forward (no backward) is counted apart:
     ``flops`` is the student's own cost (denoising and distillation losses, forward and backward),
     ``teacher_flops`` the teacher's forward, ``total_flops`` their sum. The optimizer and EMA
     updates are elementwise and not counted. ``cache`` as in :func:`sampling_flops`.
@@ -166,17 +161,8 @@ def training_flops_breakdown(model, cache: dict | None = None) -> dict:
         noise = randn((1, C, path[0], path[0]), g, like=x0)
 
         def loss() -> Tensor:
-            main = model.loss_fn(model.network, model.process, x0, t, noise, labels).mean()
-            if teacher is None:
-                return main
-            # auxiliary_loss logs its terms: detach any finished trainer, whose loop would refuse them
-            trainer, model.trainer = model._trainer, None
-            try:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*self.log.*")
-                    return main + model.auxiliary_loss(x0, "train")
-            finally:
-                model.trainer = trainer
+            per_sample, extra = model.loss_terms(x0, t, noise, labels)
+            return per_sample.mean() + sum(extra.values())
 
         if ("train", path) not in cache:
             total = count_train_flops(model, loss)

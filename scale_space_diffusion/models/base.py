@@ -1,11 +1,11 @@
 """The shared LightningModule: composes a network, a ScaleSpaceProcess, a loss and a sampler.
 
-Subclasses only say how the network is called (:meth:`network`) and which process they use.
+Subclasses say how the network is called (:meth:`raw_network`), which process they use, and may add loss
+terms (:meth:`loss_terms`); training, validation, test, sampling and checkpoints are shared.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -15,70 +15,48 @@ from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from ..images import save_grid, to_uint8
 from ..diffusion.loss import DiffusionLoss
 from ..diffusion.process import ScaleSpaceProcess
-from ..diffusion.sampler import prior, randn, sample_respaced
+from ..diffusion.rng import Generator, sample_generators, seeded_generator
+from ..diffusion.sampler import prior, sample_respaced
+from ..images import save_grid, to_uint8
+from ..lightning_internals import attached_trainer, is_compiled
+from .settings import Optimization, Sampling, plain
 
-
-def seeded_generator(*key: int | str) -> torch.Generator:
-    """A CPU generator seeded by a hash of ``key``: distinct keys give independent streams."""
-    digest = hashlib.sha256(":".join(map(str, key)).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-
-
-def sample_generators(seed: int, indices: Tensor) -> list[torch.Generator]:
-    """One generator per sample, seeded from (seed, sample index): independent of batching and devices."""
-    return [seeded_generator(seed, i) for i in indices.tolist()]
+LOSS_BUCKETS = 4  # validation and test losses are also logged per timestep quarter
 
 
 class DiffusionModule(L.LightningModule):
     """Training, validation, test and sampling shared by every model in this package."""
 
-    process: ScaleSpaceProcess
-    loss_fn: DiffusionLoss
-
     def __init__(
         self,
         net: nn.Module,
-        lr: float = 2e-4,  # AdamW learning rate
-        weight_decay: float = 0.0,
-        ema_decay: float | None = 0.9999,  # None disables EMA; sampling and checkpoints use EMA weights
-        ema_start_step: int = 0,  # EMA starts as a copy of the weights at this step
-        sample_steps: int | None = 100,  # respaced sampler steps for grids and predict; None = all T
-        sample_seed: int = 0,  # image i is drawn from a generator seeded by (sample_seed, i)
-        grid_every_n_epochs: int = 1,  # validation epochs between sample grids; 0 disables
-        grid_size: int = 16,  # images per grid
-        loss_buckets: int = 4,  # the loss is also logged per timestep quantile
-        torch_compile: bool = False,  # torch.compile the network (inductor; on CPU it needs a C++ compiler)
+        process: ScaleSpaceProcess,
+        loss: DiffusionLoss,
+        *,
+        optim: Optimization = Optimization(),
+        sampling: Sampling = Sampling(),
+        torch_compile: bool = False,
     ):
         super().__init__()
-        self.net = net
-        self.lr, self.weight_decay = lr, weight_decay
-        self.ema_decay, self.ema_start_step = ema_decay, ema_start_step
-        self.sample_steps, self.sample_seed = sample_steps, sample_seed
-        self.grid_every_n_epochs, self.grid_size, self.loss_buckets = grid_every_n_epochs, grid_size, loss_buckets
+        self.net, self.process, self.loss_fn = net, process, loss
+        self.optim, self.sampling = optim, sampling
         self.torch_compile = torch_compile
         self._train_seed: int | None = None
-        if ema_decay is not None and not 0 < ema_decay < 1:
-            raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
 
     # -- the network contract --------------------------------------------------------------
-    def network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor:
-        """Raw network output for x_t (B,C,r,r) at out_res: eps or x0 per ``loss_fn.prediction``."""
+    def raw_network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor:
+        """The network's raw output for x_t (B,C,r,r) at out_res: eps or x0 per ``loss_fn.prediction``."""
         return self.net(x_t, t, labels)
+
+    def denoise(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None = None) -> Tensor:
+        """x0_hat (B,C,out_res,out_res): the sampler's denoiser, through the loss's parameterization."""
+        return self.loss_fn.parameterization.x0(self.raw_network(x_t, t, out_res, labels), x_t, t, self.process.schedule)
 
     def net_path(self, in_res: int, out_res: int) -> tuple[int, int]:
         """The (input, output) resolutions the network itself runs for a denoiser call in_res -> out_res."""
         return (in_res, out_res)
-
-    def denoise(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None = None) -> Tensor:
-        """x0_hat (B,C,out_res,out_res), the sampler's model contract."""
-        out = self.network(x_t, t, out_res, labels)
-        if self.loss_fn.prediction == "x0":
-            return out
-        s = self.process.schedule
-        return (x_t - s.at(s.sigma, t, x_t) * out) / s.at(s.a, t, x_t)  # x0 = (x_t - sigma eps) / a
 
     @property
     def channels(self) -> int:
@@ -88,7 +66,15 @@ class DiffusionModule(L.LightningModule):
     def image_size(self) -> int:
         return self.process.ladder.image_size
 
+    @property
+    def conditional(self) -> bool:
+        return bool(self.net.num_classes)
+
     # -- one step for train / val / test ---------------------------------------------------
+    def loss_terms(self, x0: Tensor, t: Tensor, noise: Tensor, labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """(per-sample denoising loss (B,), extra weighted terms {name: scalar}); the loss is their sum."""
+        return self.loss_fn(self.raw_network, self.process, x0, t, noise, labels), {}
+
     def _shared_step(self, batch, batch_idx: int, stage: str) -> Tensor:
         images, labels = batch
         if images.shape[1] != self.channels or images.shape[-1] != self.image_size:
@@ -96,7 +82,7 @@ class DiffusionModule(L.LightningModule):
                 f"data is {tuple(images.shape[1:])} but the model expects ({self.channels}, {self.image_size}, "
                 f"{self.image_size}); set data.channels / data.image_size to match the model"
             )
-        labels = labels if getattr(self.net, "num_classes", None) else None
+        labels = labels if self.conditional else None
         # Randomness is a function of (seed, stage, step, batch): resumed runs repeat it exactly. Every rank
         # draws the batch's resolution alike (one network path per step); t and noise are the rank's own.
         key = (self.train_seed, stage, self.global_step, batch_idx)
@@ -104,21 +90,23 @@ class DiffusionModule(L.LightningModule):
         t = self.process.ladder.sample_t(len(images), generator=local, shared=seeded_generator(*key)).to(self.device)
         r = self.process.ladder.res(int(t[0]))
         noise = torch.randn(len(images), images.shape[1], r, r, generator=local).to(self.device, images.dtype)
-        per_sample = self.loss_fn(self.network, self.process, images, t, noise, labels)
+        per_sample, extra = self.loss_terms(images, t, noise, labels)
         denoise = per_sample.mean()
-        loss = denoise + self.auxiliary_loss(images, stage)
+        loss = denoise + sum(extra.values())
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite {stage} loss {loss.item()} at global step {self.global_step} with t in "
                 f"[{int(t.min())}, {int(t.max())}]; lower the learning rate or check the data. "
                 "Checkpoints already written are kept."
             )
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "train", sync_dist=stage != "train", batch_size=len(images))
-        self.log(f"{stage}/denoise", denoise, sync_dist=stage != "train", batch_size=len(images))  # without extra terms
+        sync, n = stage != "train", len(images)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "train", sync_dist=sync, batch_size=n)
+        self.log(f"{stage}/denoise", denoise, sync_dist=sync, batch_size=n)  # without extra terms
+        self.log_dict({f"{stage}/{k}": v for k, v in extra.items()}, sync_dist=sync, batch_size=n)
         if stage != "train":
-            bucket = (t * self.loss_buckets // self.process.T).cpu()
+            bucket = (t * LOSS_BUCKETS // self.process.T).cpu()
             for b in bucket.unique().tolist():
-                self.log(f"{stage}/loss_t{b}", per_sample[bucket == b].mean(), sync_dist=True, batch_size=len(images))
+                self.log(f"{stage}/loss_t{b}", per_sample[bucket == b].mean(), sync_dist=True, batch_size=n)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -132,41 +120,42 @@ class DiffusionModule(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
 
     def setup(self, stage: str) -> None:
-        T = self.process.T
-        if self.sample_steps is not None and not 1 <= self.sample_steps <= T:
-            raise ValueError(f"sample_steps={self.sample_steps} must be in 1..{T} (timesteps) or None (all steps)")
-        net_classes = getattr(self.net, "num_classes", None)
-        data = self._trainer.datamodule if self._trainer is not None and stage != "predict" else None
-        data_classes = getattr(data, "num_classes", None) if net_classes else None
-        if data_classes and data_classes > net_classes:
+        T, steps = self.process.T, self.sampling.steps
+        if steps is not None and not 1 <= steps <= T:
+            raise ValueError(f"sampling.steps={steps} must be in 1..{T} (timesteps) or null (all steps)")
+        trainer = attached_trainer(self)
+        data = trainer.datamodule if trainer is not None and stage != "predict" else None
+        data_classes = getattr(data, "num_classes", None) if self.conditional else None
+        if data_classes and data_classes > self.net.num_classes:
             raise ValueError(
-                f"the data has {data_classes} classes but the net has num_classes={net_classes}; set "
+                f"the data has {data_classes} classes but the net has num_classes={self.net.num_classes}; set "
                 f"--model.init_args.net.init_args.num_classes={data_classes}"
             )
         # After callbacks' setup, so EMA copies the plain network. In place: parameter names are unchanged.
-        if self.torch_compile and self.net._compiled_call_impl is None:
+        if self.torch_compile and not is_compiled(self.net):
             self.net.compile()
 
     def configure_callbacks(self):
-        if self.ema_decay is None:
+        decay = self.optim.ema_decay
+        if decay is None:
             return []
         from lightning.pytorch.strategies import FSDPStrategy
 
         if isinstance(self.trainer.strategy, FSDPStrategy):
             raise ValueError(
-                f"ema_decay={self.ema_decay} keeps a full, unsharded copy of the model, which FSDP's sharded "
-                "parameters cannot update; set --model.init_args.ema_decay=null with strategy=fsdp, or use ddp"
+                f"ema_decay={decay} keeps a full, unsharded copy of the model, which FSDP's sharded parameters "
+                "cannot update; set --model.init_args.optim.ema_decay=null with strategy=fsdp, or use ddp"
             )
-        return [EMAWeightAveraging(decay=self.ema_decay, update_starting_at_step=self.ema_start_step)]
+        return [EMAWeightAveraging(decay=decay, update_starting_at_step=self.optim.ema_start_step)]
 
     # -- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(
         self,
-        generator: torch.Generator | list[torch.Generator],
+        generator: Generator,
         labels: Tensor | None = None,
         steps: int | None = None,
         callback=None,
@@ -175,29 +164,28 @@ class DiffusionModule(L.LightningModule):
         """Images (B,C,R,R) in [-1, 1]; B = len(generator) for per-sample generators."""
         batch = len(generator) if isinstance(generator, list) else len(labels)
         x = prior(self.process, batch, self.channels, generator, like=torch.empty(0, device=self.device))
-        num_steps = steps or self.sample_steps or self.process.T
+        num_steps = steps or self.sampling.steps or self.process.T
         return sample_respaced(self.denoise, self.process, x, num_steps=num_steps, labels=labels,
                                generator=generator, callback=callback, disable=not progress)  # fmt: skip
 
     def sample_labels(self, indices: Tensor) -> Tensor | None:
         """Class-conditional nets sample class ``index % num_classes`` (balanced classes)."""
-        n = getattr(self.net, "num_classes", None)
-        return (indices % n).to(self.device) if n else None
+        return (indices % self.net.num_classes).to(self.device) if self.conditional else None
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> dict:
         indices = batch.cpu()
-        images = self.sample(sample_generators(self.sample_seed, indices), self.sample_labels(indices))
+        images = self.sample(sample_generators(self.sampling.seed, indices), self.sample_labels(indices))
         return {"index": indices, "images": to_uint8(images).cpu()}
 
     def save_sample_grid(self, name: str) -> Path | None:
         """Sample ``grid_size`` images with fixed seeds and save a PNG grid under the log dir."""
-        if self.trainer is None or self.grid_size <= 0:
+        if self.trainer is None or self.sampling.grid_size <= 0:
             return None
         log_dir = self.trainer.log_dir  # a collective call: every rank must make it
         if not self.trainer.is_global_zero:
             return None
-        indices = torch.arange(self.grid_size)
-        images = self.sample(sample_generators(self.sample_seed, indices), self.sample_labels(indices))
+        indices = torch.arange(self.sampling.grid_size)
+        images = self.sample(sample_generators(self.sampling.seed, indices), self.sample_labels(indices))
         path = Path(log_dir or self.trainer.default_root_dir) / "samples" / f"{name}.png"
         save_grid(images, path, upscale=max(1, 128 // self.image_size))
         experiment = getattr(self.logger, "experiment", None)
@@ -206,20 +194,16 @@ class DiffusionModule(L.LightningModule):
         return path
 
     def on_validation_epoch_end(self):
-        every = self.grid_every_n_epochs
+        every = self.sampling.grid_every_n_epochs
         if every and not self.trainer.sanity_checking and (self.current_epoch + 1) % every == 0:
             self.save_sample_grid(f"epoch{self.current_epoch:03d}_step{self.global_step:06d}")
 
     def on_train_end(self):
         path = self.save_sample_grid(f"final_step{self.global_step:06d}")  # EMA weights are in place by now
         if path is not None:
-            rank_zero_info(f"Sample grid ({'EMA' if self.ema_decay else 'raw'} weights): {path}")
+            rank_zero_info(f"Sample grid ({'EMA' if self.optim.ema_decay else 'raw'} weights): {path}")
 
     # -- checkpoints -------------------------------------------------------------------------
-    def auxiliary_loss(self, images: Tensor, stage: str) -> Tensor | float:
-        """Extra loss terms after the denoising loss (distillation in Spectral Diffusion)."""
-        return 0.0
-
     @property
     def train_seed(self) -> int:
         """Seeds the training draws of t and noise: ``seed_everything``'s seed, or the one the checkpoint used."""
@@ -228,6 +212,7 @@ class DiffusionModule(L.LightningModule):
         return self._train_seed
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["hyper_parameters"] = plain(dict(checkpoint.get("hyper_parameters", {})))  # weights_only-safe
         checkpoint["train_seed"] = self.train_seed
         checkpoint["rng_states"] = {"torch": torch.get_rng_state()}  # dropout: ranks share it under seed_everything
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -235,7 +220,7 @@ class DiffusionModule(L.LightningModule):
         checkpoint["model_class"] = type(self).__name__
         checkpoint["model_class_path"] = f"{type(self).__module__}.{type(self).__name__}"
         checkpoint["net_class_path"] = f"{type(self.net).__module__}.{type(self.net).__name__}"
-        checkpoint["net_config"] = getattr(self.net, "config", None)
+        checkpoint["net_config"] = self.net.config
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("model_class")
@@ -245,7 +230,8 @@ class DiffusionModule(L.LightningModule):
                 f"pass the matching model (e.g. --model={saved} or the config it was trained with)"
             )
         self._train_seed = checkpoint.get("train_seed", self._train_seed)
-        resuming = self._trainer is not None and self._trainer.state.fn == "fit"
+        trainer = attached_trainer(self)
+        resuming = trainer is not None and trainer.state.fn == "fit"
         rng = checkpoint.get("rng_states", {}) if resuming else {}  # loading weights leaves the global RNG alone
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])

@@ -5,37 +5,35 @@ from __future__ import annotations
 from torch import nn
 
 from ..diffusion.ladder import ResolutionLadder
-from ..diffusion.loss import DiffusionLoss, Prediction, Weighting
+from ..diffusion.loss import DiffusionLoss
 from ..diffusion.process import ScaleSpaceProcess
-from ..diffusion.schedule import BetaSchedule, NoiseSchedule
+from ..diffusion.schedule import NoiseSchedule
+from ..networks.contract import check_network
 from .base import DiffusionModule
+from .settings import Optimization, Sampling
 
 
 class DDPM(DiffusionModule):
-    """Plain pixel-space DDPM: a one-level scale-space process, so R = I at every step."""
+    """Plain pixel-space DDPM: a one-level scale-space process, so R = I at every step.
+
+    Args:
+        net: a UNet (or any DenoisingNetwork called as net(x, t, labels)).
+        schedule: the noise schedule (kind and timesteps T).
+        loss: what the network predicts (eps or x0) and the per-timestep weighting.
+        optim: AdamW and EMA settings.
+        sampling: sampler steps, seeds and sample grids.
+        torch_compile: torch.compile the network (inductor; on CPU it needs a C++ compiler).
+    """
 
     def __init__(
         self,
-        net: nn.Module,  # a UNet (or any module called as net(x, t, labels))
-        beta_schedule: BetaSchedule = "linear",
-        timesteps: int = 1000,  # T
-        prediction: Prediction = "eps",  # the network predicts eps or x0
-        weighting: Weighting = "constant",  # loss weight per timestep; "min_snr" is min(SNR, snr_gamma)
-        snr_gamma: float = 5.0,
-        lr: float = 2e-4,
-        weight_decay: float = 0.0,
-        ema_decay: float | None = 0.9999,
-        ema_start_step: int = 0,
-        sample_steps: int | None = 100,
-        sample_seed: int = 0,
-        grid_every_n_epochs: int = 1,
-        grid_size: int = 16,
-        loss_buckets: int = 4,
+        net: nn.Module,
+        schedule: NoiseSchedule = NoiseSchedule(),
+        loss: DiffusionLoss = DiffusionLoss("eps", "constant"),
+        optim: Optimization = Optimization(),
+        sampling: Sampling = Sampling(),
         torch_compile: bool = False,
     ):
-        super().__init__(net, lr, weight_decay, ema_decay, ema_start_step, sample_steps, sample_seed,
-                         grid_every_n_epochs, grid_size, loss_buckets, torch_compile)  # fmt: skip
+        process = ScaleSpaceProcess(schedule, ResolutionLadder(check_network(net).image_size, 1, schedule.T))
+        super().__init__(net, process, loss, optim=optim, sampling=sampling, torch_compile=torch_compile)
         self.save_hyperparameters(ignore=["net"])
-        schedule = NoiseSchedule.make(beta_schedule, timesteps)
-        self.process = ScaleSpaceProcess(schedule, ResolutionLadder(net.image_size, 1, timesteps))
-        self.loss_fn = DiffusionLoss(prediction, weighting, snr_gamma)

@@ -7,15 +7,18 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..networks import official
 from ..diffusion.degradation import Resize, ResizeKind
-from ..images import ladder_strip, to_uint8
 from ..diffusion.ladder import LadderSchedule, ResolutionLadder
-from ..diffusion.loss import DiffusionLoss, Weighting
-from ..networks.flexi_unet import FlexiUNet
+from ..diffusion.loss import DiffusionLoss
 from ..diffusion.process import ScaleSpaceProcess
-from ..diffusion.schedule import BetaSchedule, NoiseSchedule
-from .base import DiffusionModule, sample_generators
+from ..diffusion.rng import sample_generators
+from ..diffusion.schedule import NoiseSchedule
+from ..images import ladder_strip, to_uint8
+from ..networks import official
+from ..networks.contract import check_network
+from ..networks.flexi_unet import FlexiUNet
+from .base import DiffusionModule
+from .settings import Optimization, Sampling
 
 UNetMode = Literal["flexi", "full"]
 
@@ -26,56 +29,66 @@ def upsample(x: Tensor, size: int) -> Tensor:
 
 
 class ScaleSpaceDiffusion(DiffusionModule):
-    """x_t = a_t R_{1:t} x_0 + sigma_t eps on a resolution ladder, denoised by a Flexi-UNet.
+    """x_t = a_t R_{1:t} x_0 + sigma_t eps (P1) on a resolution ladder, denoised by a Flexi-UNet.
 
-    The network predicts x_0 at the output resolution r(t-1) (Eq. x0-prediction), trained with
-    weight min(SNR_t, snr_gamma). With ``num_levels = 1`` this is DDPM with x0-prediction.
+    The network predicts x_0 at the output resolution r(t-1), trained with weight min(SNR_t, snr_gamma).
+    With ``num_levels = 1`` this is DDPM with x0-prediction (the SSD paper's DDPM-x0 baseline).
+
+    Args:
+        net: a FlexiUNet; any UNet with unet_mode="full".
+        num_levels: L, the resolutions R, R/2, ..., R/2^(L-1) of the ladder.
+        ladder_schedule: which timesteps live at which resolution: "convex" (official) or "equal".
+        gamma: convexity of the "convex" resolution schedule; the official "ConvexDecay 0.5".
+        resize: the degradation R: antialiased bilinear (official) or 2x2 box averaging.
+        unet_mode: "flexi" runs only the blocks a step's resolution needs; "full" (the paper's ablation) runs the
+            whole UNet at R every step.
+        official_top_transition: at the transition into the top resolution, upsample x_t and run the R path, as the
+            authors' code does.
+        official_checkpoint: the authors' released weights: a local .pt file or "prateksha-u/ssd/<file>".
+        schedule: the noise schedule (kind and timesteps T).
+        loss: the weighting of the x0-prediction loss (prediction must be x0).
+        optim: AdamW and EMA settings.
+        sampling: sampler steps, seeds and sample grids.
+        torch_compile: torch.compile the network (inductor; on CPU it needs a C++ compiler).
     """
 
     def __init__(
         self,
-        net: FlexiUNet,  # FlexiUNet; any UNet with unet_mode="full"
-        num_levels: int = 3,  # L: resolutions R, R/2, ..., R/2^(L-1)
-        ladder_schedule: LadderSchedule = "convex",  # t -> level: "convex" (official) or "equal"
-        gamma: float = 0.5,  # convexity; the official default "ConvexDecay 0.5"
-        resize: ResizeKind = "bilinear",  # the degradation R: antialiased bilinear or 2x2 box
-        unet_mode: UNetMode = "flexi",  # "full": the paper's ablation, every step runs the whole UNet at R
-        official_top_transition: bool = True,  # into the top level, upsample x_t and run the R path (authors' code)
-        official_checkpoint: str | None = None,  # authors' released weights: a local .pt or "prateksha-u/ssd/<file>"
-        beta_schedule: BetaSchedule = "linear",
-        timesteps: int = 1000,
-        weighting: Weighting = "min_snr",
-        snr_gamma: float = 5.0,
-        lr: float = 2e-4,
-        weight_decay: float = 0.0,
-        ema_decay: float | None = 0.9999,
-        ema_start_step: int = 0,
-        sample_steps: int | None = 100,
-        sample_seed: int = 0,
-        grid_every_n_epochs: int = 1,
-        grid_size: int = 16,
-        loss_buckets: int = 4,
+        net: FlexiUNet,
+        num_levels: int = 3,
+        ladder_schedule: LadderSchedule = "convex",
+        gamma: float = 0.5,
+        resize: ResizeKind = "bilinear",
+        unet_mode: UNetMode = "flexi",
+        official_top_transition: bool = True,
+        official_checkpoint: str | None = None,
+        schedule: NoiseSchedule = NoiseSchedule(),
+        loss: DiffusionLoss = DiffusionLoss("x0", "min_snr", 5.0),
+        optim: Optimization = Optimization(),
+        sampling: Sampling = Sampling(),
         torch_compile: bool = False,
     ):
-        super().__init__(net, lr, weight_decay, ema_decay, ema_start_step, sample_steps, sample_seed,
-                         grid_every_n_epochs, grid_size, loss_buckets, torch_compile)  # fmt: skip
-        self.save_hyperparameters(ignore=["net"])
         if unet_mode not in ("flexi", "full"):
             raise ValueError(f"unknown unet_mode {unet_mode!r}; use 'flexi' or 'full'")
-        levels = getattr(net, "levels", [])
-        if num_levels > len(levels):
+        if num_levels > len(check_network(net).levels):
             raise ValueError(
-                f"num_levels={num_levels} but the UNet has only {len(levels)} levels {levels}; "
-                f"use num_levels <= {len(levels)} or a longer channel_mult"
+                f"num_levels={num_levels} but the UNet has only {len(net.levels)} levels {net.levels}; "
+                f"use num_levels <= {len(net.levels)} or a longer channel_mult"
             )
         if unet_mode == "flexi" and not isinstance(net, FlexiUNet):
             raise TypeError(
                 f"unet_mode='flexi' needs a FlexiUNet, got {type(net).__name__}; use a FlexiUNet or unet_mode='full'"
             )
+        if loss.prediction != "x0":
+            raise ValueError(
+                f"loss.prediction={loss.prediction!r}: Scale Space Diffusion predicts x_0 at the output resolution; "
+                "set --model.init_args.loss.prediction=x0"
+            )
+        ladder = ResolutionLadder(net.image_size, num_levels, schedule.T, ladder_schedule, gamma)
+        process = ScaleSpaceProcess(schedule, ladder, Resize(resize))
+        super().__init__(net, process, loss, optim=optim, sampling=sampling, torch_compile=torch_compile)
+        self.save_hyperparameters(ignore=["net"])
         self.unet_mode, self.official_top_transition = unet_mode, official_top_transition
-        ladder = ResolutionLadder(net.image_size, num_levels, timesteps, ladder_schedule, gamma)
-        self.process = ScaleSpaceProcess(NoiseSchedule.make(beta_schedule, timesteps), ladder, Resize(resize))
-        self.loss_fn = DiffusionLoss("x0", weighting, snr_gamma)
         self.pretrained = official_checkpoint is not None
         if official_checkpoint is not None:
             state = official.load_official_state(official.resolve(official_checkpoint))
@@ -91,7 +104,8 @@ class ScaleSpaceDiffusion(DiffusionModule):
         cfg.pop("num_levels", None)
         if levels is None:
             raise ValueError(f"cannot tell the number of levels from {path!r}; pass num_levels")
-        return cls(FlexiUNet(**cfg), num_levels=levels, official_checkpoint=path, ema_decay=None, sample_steps=sample_steps)
+        return cls(FlexiUNet(**cfg), num_levels=levels, official_checkpoint=path, optim=Optimization(ema_decay=None),
+                   sampling=Sampling(steps=sample_steps))
 
     def net_path(self, in_res: int, out_res: int) -> tuple[int, int]:
         R = self.image_size
@@ -99,7 +113,7 @@ class ScaleSpaceDiffusion(DiffusionModule):
             return (R, R)
         return (in_res, out_res)
 
-    def network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor:
+    def raw_network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor:
         R, r = self.image_size, x_t.shape[-1]
         if self.unet_mode == "full":  # ablation: whole UNet at R, output resized down to out_res
             return self.process.resize.down(self.net(upsample(x_t, R), t, labels), out_res)
@@ -115,7 +129,7 @@ class ScaleSpaceDiffusion(DiffusionModule):
         def keep(d):  # the last state seen at each resolution
             last_at_res[d["x"].shape[-1]] = (d["x"][:4].cpu(), d["denoised"][:4].cpu())
 
-        images = self.sample(sample_generators(self.sample_seed, indices), self.sample_labels(indices),
+        images = self.sample(sample_generators(self.sampling.seed, indices), self.sample_labels(indices),
                              callback=keep if batch_idx == 0 else None)  # fmt: skip
         out = {"index": indices, "images": to_uint8(images).cpu()}
         if last_at_res:

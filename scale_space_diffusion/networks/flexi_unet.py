@@ -21,6 +21,7 @@ from typing import Literal, Sequence
 
 from torch import Tensor, nn
 
+from .contract import records_config
 from .unet import UNet
 
 Layout = Literal["full", "official"]
@@ -29,6 +30,7 @@ Layout = Literal["full", "official"]
 class FlexiUNet(UNet):
     """forward(x (B,C,r,r), t (B,), labels, out_res in {r, 2r}) -> (B,C_out,out_res,out_res)."""
 
+    @records_config
     def __init__(
         self,
         image_size: int = 32,  # R, the top resolution
@@ -50,7 +52,6 @@ class FlexiUNet(UNet):
         if layout not in ("full", "official"):
             raise ValueError(f"unknown layout {layout!r}; use 'full' or 'official'")
         self.layout = layout
-        self.config["layout"] = layout
         top = model_channels * channel_mult[0]
         self.adapters_in, self.adapters_out = nn.ModuleDict(), nn.ModuleDict()
         shared_in: dict[int, nn.Module] = {}

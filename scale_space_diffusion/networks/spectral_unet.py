@@ -10,11 +10,13 @@ from typing import Literal, Sequence
 
 from torch import nn
 
+from .contract import records_config
 from .unet import UNet
 from .wavelet_gate import WGDown, WGUp
 
 
 class SpectralUNet(UNet):
+    @records_config
     def __init__(
         self,
         image_size: int = 32,
@@ -36,7 +38,6 @@ class SpectralUNet(UNet):
             image_size, in_channels, out_channels, model_channels, channel_mult,
             num_res_blocks, attention_resolutions, num_heads, dropout, num_classes,
         )  # fmt: skip
-        self.config.update(gating=gating, gate_reduction=gate_reduction, down_mode=down_mode)
 
     def make_down(self, channels: int) -> nn.Module:
         if not self.gating:

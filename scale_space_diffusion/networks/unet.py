@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .contract import records_config
+
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal embedding (B,) -> (B, dim): [cos(t f_i), sin(t f_i)], f_i = max_period^(-i/half)."""
@@ -116,6 +118,7 @@ class Upsample(nn.Module):
 class UNet(nn.Module):
     """ADM UNet. forward(x (B,C,R,R), t (B,), labels (B,) | None) -> (B,C_out,R,R)."""
 
+    @records_config
     def __init__(
         self,
         image_size: int = 32,  # R
@@ -138,11 +141,6 @@ class UNet(nn.Module):
             )
         if model_channels % 2:
             raise ValueError(f"model_channels={model_channels} must be even (the timestep embedding is cos and sin halves)")
-        # Constructor arguments, saved in checkpoints so a network can be rebuilt from the file alone.
-        self.config = dict(image_size=image_size, in_channels=in_channels, out_channels=out_channels,
-                           model_channels=model_channels, channel_mult=list(channel_mult), num_res_blocks=num_res_blocks,
-                           attention_resolutions=list(attention_resolutions), num_heads=num_heads, dropout=dropout,
-                           num_classes=num_classes)  # fmt: skip
         self.image_size, self.in_channels = image_size, in_channels
         self.out_channels = out_channels or in_channels
         self.model_channels, self.channel_mult, self.num_res_blocks = model_channels, tuple(channel_mult), num_res_blocks
@@ -158,6 +156,7 @@ class UNet(nn.Module):
         self.enc[f"{image_size}x{image_size}_conv"] = nn.Conv2d(in_channels, ch, 3, padding=1)
         skips = [ch]
         self.level_in_channels = {}  # channels entering each level's first encoder block
+        self.level_channels = {res: model_channels * mult for res, mult in zip(self.levels, channel_mult)}
         for lvl, (res, mult) in enumerate(zip(self.levels, channel_mult)):
             if lvl > 0:
                 self.enc[f"{res}x{res}_down"] = self.make_down(ch)
@@ -218,7 +217,9 @@ class UNet(nn.Module):
         """Decoder keys to run, bottom-up, each with whether it takes an encoder skip (else zeros)."""
         return [(key, True) for key in self.dec]
 
-    def decode(self, h: Tensor, emb: Tensor, skips: list[Tensor], plan: list[tuple[str, bool]]) -> Tensor:
+    def decode(self, h: Tensor, emb: Tensor, skips: list[Tensor], plan: list[tuple[str, bool]],
+               features: dict[int, Tensor] | None = None) -> Tensor:  # fmt: skip
+        """Run ``plan``; ``features``, if given, receives the output of the last block run at each resolution."""
         for key, real_skip in plan:
             if key.endswith("_up"):
                 h = self.dec[key](h)
@@ -228,15 +229,19 @@ class UNet(nn.Module):
             else:  # no encoder counterpart on a resolution-increasing path
                 skip = h.new_zeros(h.shape[0], self.skip_channels[key], *h.shape[2:])
             h = self.dec[key](torch.cat([h, skip], dim=1), emb)
+            if features is not None:
+                features[h.shape[-1]] = h
         return h
 
     def head(self, h: Tensor) -> Tensor:
         return self.out_conv(F.silu(self.out_norm(h)))
 
-    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None,
+                features: dict[int, Tensor] | None = None) -> Tensor:  # fmt: skip
+        """``features``: optional dict filled with each decoder level's output (resolution -> (B,C_l,r,r))."""
         R = self.image_size
         if x.shape[-2:] != (R, R):
             raise ValueError(f"UNet expects {R}x{R} inputs, got {tuple(x.shape[-2:])}; use FlexiUNet for other sizes")
         emb = self.embed(t, labels)
         h, skips = self.encode(self.enc[f"{R}x{R}_conv"](x), emb, start=R)
-        return self.head(self.decode(h, emb, skips, self.plan(R, R)))
+        return self.head(self.decode(h, emb, skips, self.plan(R, R), features))

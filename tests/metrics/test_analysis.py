@@ -1,6 +1,8 @@
 import torch
 import torch.nn.functional as F
 
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.models.settings import Optimization
 from scale_space_diffusion.metrics.analysis import band_error, band_recovery, plot, radial_power_spectrum
 from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion
 from scale_space_diffusion.networks.flexi_unet import FlexiUNet
@@ -23,7 +25,7 @@ def test_band_error_is_one_for_a_perfect_estimate_and_zero_for_nothing():
 
 def test_band_recovery_and_plot(tmp_path):
     net = FlexiUNet(16, 1, None, 8, (1, 2), 1, (), 2)
-    model = ScaleSpaceDiffusion(net, num_levels=2, timesteps=50, ema_decay=None).eval()
+    model = ScaleSpaceDiffusion(net, num_levels=2, schedule=NoiseSchedule(timesteps=50), optim=Optimization(ema_decay=None)).eval()
     x0 = torch.rand(3, 1, 16, 16) * 2 - 1
     rec = band_recovery(model, x0, [0, 25, 49], num_bins=6)
     assert rec.shape == (3, 6) and torch.isfinite(rec).all()

@@ -4,6 +4,9 @@ import lightning as L
 import pytest
 import torch
 
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.models.settings import Optimization
+from scale_space_diffusion.models.settings import Sampling
 from scale_space_diffusion import DDPM, ImageDataModule, UNet
 from scale_space_diffusion.metrics.fid_callback import FIDCallback
 from scale_space_diffusion.metrics import Classifier, save_classifier
@@ -22,7 +25,7 @@ def test_fid_callback_logs_a_finite_fid(fmnist_idx, cache_dir, classifier_file):
     torch.manual_seed(0)
     net = UNet(image_size=16, in_channels=1, model_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                attention_resolutions=(), num_heads=2)  # fmt: skip
-    model = DDPM(net, timesteps=100, ema_decay=None, sample_steps=2)
+    model = DDPM(net, schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None), sampling=Sampling(steps=2))
     data = ImageDataModule(image_size=16, batch_size=16, idx_dir=str(fmnist_idx), cache_dir=str(cache_dir))
     fid = FIDCallback(str(classifier_file), num_samples=24, batch_size=12, progress=False)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,

@@ -2,6 +2,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scale_space_diffusion.diffusion.loss import DiffusionLoss
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.models.settings import Optimization
+from scale_space_diffusion.models.settings import Sampling
 from scale_space_diffusion.metrics.flops import count_flops, count_params, count_train_flops, register_cpu_attention_flops
 
 
@@ -81,12 +85,12 @@ TINY = dict(image_size=16, in_channels=1, model_channels=8, channel_mult=(1, 2, 
 
 def tiny_ssd(**kwargs) -> ScaleSpaceDiffusion:
     torch.manual_seed(0)
-    return ScaleSpaceDiffusion(FlexiUNet(**TINY), timesteps=100, ema_decay=None, sample_steps=10, **kwargs)
+    return ScaleSpaceDiffusion(FlexiUNet(**TINY), **kwargs, schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None), sampling=Sampling(steps=10))
 
 
 def test_one_level_ssd_costs_what_ddpm_costs():
     ssd = tiny_ssd(num_levels=1)
-    ddpm = DDPM(ssd.net, prediction="x0", timesteps=100, ema_decay=None, sample_steps=10)  # same weights and width
+    ddpm = DDPM(ssd.net, schedule=NoiseSchedule(timesteps=100), loss=DiffusionLoss(prediction="x0"), optim=Optimization(ema_decay=None), sampling=Sampling(steps=10))  # same weights and width
     s_ssd, s_ddpm = sampling_flops(ssd), sampling_flops(ddpm)
     assert s_ssd["flops"] == s_ddpm["flops"] > 0
     assert s_ssd["paths"] == s_ddpm["paths"] == {"16->16": s_ddpm["paths"]["16->16"]}
@@ -105,7 +109,7 @@ def test_traced_and_per_path_sampling_flops_agree(ladder_schedule):
 
 def test_ssd_samples_and_trains_cheaper_than_ddpm():
     ssd = tiny_ssd(num_levels=3)
-    ddpm = DDPM(ssd.net, prediction="x0", timesteps=100, ema_decay=None, sample_steps=10)
+    ddpm = DDPM(ssd.net, schedule=NoiseSchedule(timesteps=100), loss=DiffusionLoss(prediction="x0"), optim=Optimization(ema_decay=None), sampling=Sampling(steps=10))
     assert sampling_flops(ssd, 100)["flops"] < sampling_flops(ddpm, 100)["flops"]
     train = training_flops_breakdown(ssd)
     assert sum(p["share"] for p in train["paths"].values()) == pytest.approx(1.0)
@@ -115,7 +119,7 @@ def test_ssd_samples_and_trains_cheaper_than_ddpm():
 
 def test_full_unet_ablation_costs_ddpm_at_every_step():
     full, ddpm = tiny_ssd(num_levels=3, unet_mode="full"), None
-    ddpm = DDPM(full.net, prediction="x0", timesteps=100, ema_decay=None)
+    ddpm = DDPM(full.net, schedule=NoiseSchedule(timesteps=100), loss=DiffusionLoss(prediction="x0"), optim=Optimization(ema_decay=None))
     per_step = sampling_flops(ddpm, 100)["paths"]["16->16"]["denoise_flops"]
     assert all(p["denoise_flops"] >= per_step for p in sampling_flops(full, 100)["paths"].values())
 
@@ -134,11 +138,11 @@ def test_spectral_teacher_forward_is_reported_apart(tmp_path):
     from scale_space_diffusion import SpectralDiffusion, SpectralUNet, UNet
 
     torch.manual_seed(0)
-    teacher = DDPM(UNet(**TINY), timesteps=100, ema_decay=None, grid_size=0)  # no sample grid at train end
+    teacher = DDPM(UNet(**TINY), schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None), sampling=Sampling(grid_size=0))  # no sample grid at train end
     path = train_and_save(teacher, tmp_path / "teacher.ckpt")
     slim = {**TINY, "model_channels": 4}
-    student = SpectralDiffusion(SpectralUNet(**slim), teacher=path, timesteps=100, ema_decay=None)
-    plain = SpectralDiffusion(SpectralUNet(**slim), timesteps=100, ema_decay=None)
+    student = SpectralDiffusion(SpectralUNet(**slim), teacher=path, schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None))
+    plain = SpectralDiffusion(SpectralUNet(**slim), schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None))
     out = training_flops_breakdown(student)
     teacher_fwd = sampling_flops(teacher, 1)["paths"]["16->16"]["denoise_flops"]
     assert out["teacher_flops"] == teacher_fwd  # forward only, every t

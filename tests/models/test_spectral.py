@@ -3,6 +3,9 @@ import torch
 
 from conftest import train_and_save
 
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.models.settings import Optimization
+from scale_space_diffusion.models.settings import Sampling
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.models.loading import load_model
 from scale_space_diffusion.models.spectral import SpectralDiffusion
@@ -14,12 +17,12 @@ NET = dict(image_size=16, in_channels=1, channel_mult=(1, 2), num_res_blocks=1, 
 
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory):
-    teacher = DDPM(UNet(**NET, model_channels=32), timesteps=100, ema_decay=None, grid_size=0)
+    teacher = DDPM(UNet(**NET, model_channels=32), schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None), sampling=Sampling(grid_size=0))
     return train_and_save(teacher, tmp_path_factory.mktemp("t") / "teacher.ckpt")
 
 
 def student(teacher, **kw):
-    return SpectralDiffusion(SpectralUNet(**NET, model_channels=8), teacher=teacher, timesteps=100, ema_decay=None, **kw)
+    return SpectralDiffusion(SpectralUNet(**NET, model_channels=8), teacher=teacher, **kw, schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None))
 
 
 def test_teacher_is_frozen_unsaved_and_gets_no_gradient(teacher_ckpt):

@@ -7,6 +7,7 @@ import torch
 
 from conftest import ROOT
 
+from scale_space_diffusion.models.settings import Optimization
 from scale_space_diffusion.networks import official
 from scale_space_diffusion.diffusion.degradation import Resize
 from scale_space_diffusion.diffusion.ladder import ResolutionLadder
@@ -30,7 +31,7 @@ def model(fx):
     net = FlexiUNet(cfg["image_size"], 3, None, cfg["model_channels"], cfg["channel_mult"], cfg["num_res_blocks"],
                     (16,), cfg["num_heads"], layout="official")  # fmt: skip
     net.load_state_dict(official.to_ours(fx["state_dict"], net))
-    return ScaleSpaceDiffusion(net, num_levels=cfg["num_levels"], ema_decay=None).eval()
+    return ScaleSpaceDiffusion(net, num_levels=cfg["num_levels"], optim=Optimization(ema_decay=None)).eval()
 
 
 def test_infer_config_reads_the_architecture(fx):
@@ -66,7 +67,7 @@ def test_losses(fx, model):
     for t, case in fx["loss_cases"].items():
         t = torch.full((2,), int(t))
         with torch.no_grad():
-            loss = model.loss_fn(model.network, model.process, fx["x0"], t, case["noise"])
+            loss = model.loss_fn(model.raw_network, model.process, fx["x0"], t, case["noise"])
         torch.testing.assert_close(loss, case["loss"], rtol=1e-5, atol=1e-5)
 
 

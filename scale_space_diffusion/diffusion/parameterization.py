@@ -1,0 +1,45 @@
+"""What the raw network predicts, and how its output becomes the denoised estimate x0_hat.
+
+Two callables with distinct contracts meet here:
+
+    RawNetwork(x_t, t, out_res, labels) -> eps_hat or x0_hat at out_res   (what the loss trains)
+    Denoiser(x_t, t, out_res, labels)   -> x0_hat at out_res              (what samplers call)
+
+:meth:`Parameterization.x0` turns the first's output into the second's. With eps-prediction,
+x0_hat = (x_t - sigma_t eps_hat) / a_t (Ho et al. 2020, Eq. 15), which needs out_res = r(t).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from torch import Tensor
+
+from .schedule import NoiseSchedule
+
+Prediction = Literal["eps", "x0"]
+
+RawNetwork = Callable[[Tensor, Tensor, int, "Tensor | None"], Tensor]
+Denoiser = Callable[[Tensor, Tensor, int, "Tensor | None"], Tensor]
+
+
+@dataclass(frozen=True)
+class Parameterization:
+    prediction: Prediction = "eps"  # what the network outputs
+
+    def __post_init__(self):
+        if self.prediction not in ("eps", "x0"):
+            raise ValueError(f"unknown prediction {self.prediction!r}; use 'eps' or 'x0'")
+
+    def target(self, x0_out: Tensor, noise: Tensor) -> Tensor:
+        """The regression target: eps (Ho et al. 2020, Eq. 14) or x_0 at the output resolution."""
+        return noise if self.prediction == "eps" else x0_out
+
+    def x0(self, raw: Tensor, x_t: Tensor, t: Tensor, schedule: NoiseSchedule) -> Tensor:
+        """x0_hat (B,C,r,r) from the raw output; eps: (x_t - sigma_t eps_hat) / a_t (Ho et al. 2020, Eq. 15)."""
+        if self.prediction == "x0":
+            return raw
+        if raw.shape[-1] != x_t.shape[-1]:
+            raise ValueError("eps-prediction cannot change resolution; use prediction='x0'")
+        return (x_t - schedule.at(schedule.sigma, t, x_t) * raw) / schedule.at(schedule.a, t, x_t)

@@ -1,0 +1,30 @@
+"""Checkpoints written before the layout move (main at c666f5b, flat settings) load and sample the same images."""
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+from scale_space_diffusion.diffusion.rng import sample_generators
+from scale_space_diffusion.models.loading import load_model, upgrade_hparams
+from scale_space_diffusion.models.settings import Optimization, Sampling
+
+LEGACY = ROOT / "tests/fixtures/legacy_c666f5b"
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ssd"])
+def test_a_checkpoint_from_c666f5b_samples_the_images_it_sampled_then(name):
+    model = load_model(str(LEGACY / f"{name}.ckpt"))
+    indices = torch.arange(4)
+    images = model.sample(sample_generators(0, indices), model.sample_labels(indices), steps=4)
+    assert torch.equal(images, torch.load(LEGACY / "samples.pt")[name])
+
+
+def test_flat_settings_move_into_their_groups():
+    old = {"_class_path": "scale_space_diffusion.ScaleSpaceDiffusion", "lr": 1e-3, "ema_decay": 0.9, "sample_steps": 4,
+           "timesteps": 100, "weighting": "min_snr", "loss_buckets": 4, "num_levels": 2}  # fmt: skip
+    new = upgrade_hparams(old)
+    assert new["optim"] == {"lr": 1e-3, "ema_decay": 0.9} and new["sampling"] == {"steps": 4}
+    assert new["schedule"] == {"timesteps": 100} and new["loss"] == {"weighting": "min_snr", "prediction": "x0"}
+    assert new["num_levels"] == 2 and "loss_buckets" not in new
+    Optimization(**new["optim"]), Sampling(**new["sampling"])  # valid groups

@@ -1,0 +1,67 @@
+"""Each private Lightning or torch detail in scale_space_diffusion.lightning_internals, checked against the installed
+version: if an upgrade changes one, its test fails here rather than a run going wrong later."""
+
+import inspect
+import sys
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.cli import LightningCLI
+from torch.utils.data import DataLoader, TensorDataset
+
+from scale_space_diffusion import lightning_internals as li
+from scale_space_diffusion.diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.models.ddpm import DDPM
+from scale_space_diffusion.models.settings import Optimization, Sampling
+from scale_space_diffusion.networks.unet import UNet
+
+
+def tiny() -> DDPM:
+    net = UNet(16, 1, None, 8, (1, 2), 1, (), 2)
+    return DDPM(net, NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None), sampling=Sampling(grid_size=0))
+
+
+def test_attached_trainer_is_none_where_the_public_property_raises():
+    model = tiny()
+    assert li.attached_trainer(model) is None
+    with pytest.raises(RuntimeError, match="not attached to a `Trainer`"):
+        model.trainer  # noqa: B018  (the reason for the helper)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+    model.trainer = trainer
+    assert li.attached_trainer(model) is trainer
+
+
+def test_batches_done_counts_the_finished_batches_of_the_epoch():
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append((batch_idx, li.batches_done(trainer)))
+
+    data = TensorDataset(torch.rand(12, 1, 16, 16) * 2 - 1, torch.zeros(12, dtype=torch.long))
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Record()], accelerator="cpu")  # fmt: skip
+    trainer.fit(tiny(), DataLoader(data, batch_size=4))
+    assert seen == [(i, i + 1) for i in range(3)] * 2
+
+
+def test_is_compiled_follows_module_compile():
+    net = tiny().net
+    assert not li.is_compiled(net)
+    net.compile()  # lazy: nothing is compiled until the first call
+    assert li.is_compiled(net)
+
+
+def test_lightning_cli_merges_checkpoint_hyperparameters_through_the_hook_we_replace(monkeypatch):
+    assert callable(getattr(LightningCLI, li.CLI_CKPT_HPARAMS_HOOK))
+    assert f"self.{li.CLI_CKPT_HPARAMS_HOOK}()" in inspect.getsource(LightningCLI.__init__)
+    calls = []
+
+    class Probe(LightningCLI):
+        pass
+
+    setattr(Probe, li.CLI_CKPT_HPARAMS_HOOK, lambda self: calls.append(True))
+    monkeypatch.setattr(sys, "argv", ["ssd"])
+    Probe(L.LightningModule, run=False, args=[], save_config_callback=None)
+    assert calls == [True]
