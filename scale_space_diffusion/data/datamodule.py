@@ -1,111 +1,78 @@
-"""One LightningDataModule for every model: offline Fashion-MNIST, a local image folder, or a hub dataset.
+"""One LightningDataModule for every model: offline Fashion-MNIST, a local folder in any layout, or a hub dataset.
 
-Every source becomes a ``datasets.Dataset``; the torch wrapper fetches whole batches from Arrow (``__getitems__``).
+Every source becomes a ``datasets.DatasetDict`` (sources.py); the torch wrapper fetches whole batches from Arrow
+(``__getitems__``). ``predict`` needs no data: it only yields sample indices, so the source is never loaded for it.
 ``python -m scale_space_diffusion.data [--dataset ...]`` prepares and caches the data (``make data``).
 """
 from __future__ import annotations
 
 import argparse
-import socket
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..lightning_internals import batches_done
-from .order import EpochSampler
 from .image_dataset import ArrowImages, whole_batch
-from .idx import FASHION_FILES, cache_key, fashion_mnist_arrow
+from .order import EpochSampler
+from .preprocess import small_images_message
+from .sources import Source, load_source
 
 # `datasets` is imported inside functions (annotations below are never evaluated): `ssd --help` stays
 # light, and no TYPE_CHECKING block either, since jsonargparse executes those to resolve annotations.
 
-_FASHION_HUB = "zalando-datasets/fashion_mnist"
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP probe of the hub (or the https proxy): the hub client would otherwise retry for ~25 s."""
-    import datasets
-    from huggingface_hub import constants
-    if datasets.config.HF_HUB_OFFLINE:
-        return False
-    url = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def _from_hub(name: str, cache_dir: Path) -> datasets.DatasetDict:
-    import datasets
-    from huggingface_hub import constants
-    online, saved = _hub_reachable(), (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
-    if not online:  # offline mode for this call: `load_dataset` uses the local cache or fails at once
-        datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
-    try:
-        return datasets.load_dataset(name, cache_dir=str(cache_dir / "hf"))
-    except Exception as e:
-        why, fix = (("the hub could not load it", "check the hub name (owner/dataset)") if online else (
-            "not a local folder, not a known offline dataset, and the hub is unreachable",
-            "give an image folder, dataset=fashion_mnist, or a hub name on a machine with network access"))
-        raise FileNotFoundError(f"dataset {name!r}: {why}; {fix} ({type(e).__name__}: {e})") from e
-    finally:
-        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
-
-
-def _check_folder(folder: Path, cache_dir: Path) -> None:
-    """Fail early on an empty folder or a corrupt image (PIL ``verify``); a passed check is remembered."""
-    from PIL import Image
-    from tqdm.auto import tqdm
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_EXTS and p.is_file())
-    if not files:
-        raise FileNotFoundError(f"no images in folder {folder} (looked for {', '.join(_IMAGE_EXTS)}, also in "
-                                "sub-folders); add images, one sub-folder per class")
-    marker = cache_dir / "verified" / cache_key(files, folder)
-    if marker.exists():
-        return
-    for f in tqdm(files, desc=f"checking {folder}", disable=len(files) < 1000):
-        try:
-            with Image.open(f) as im:
-                im.verify()
-        except Exception as e:
-            raise ValueError(f"corrupt image file {f}: {e}; delete or replace it") from e
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+_SIZE_SAMPLE = 100  # training images whose sizes are read (headers only) to find those below image_size
 
 
 class ImageDataModule(L.LightningDataModule):
     """Images for every model. Batches: ``(images float32 (B,C,S,S) in [-1,1], labels int64 (B,))``; labels are
-    zeros when the source has none. ``predict_dataloader`` yields int64 sample indices ``0..num_samples-1``.
+    zeros when the source has none. ``predict_dataloader`` yields int64 sample indices ``0..num_samples-1`` and
+    never loads the source.
 
-    Preprocessing is ADM's `center_crop_arr`. Fashion-MNIST is 28x28: with ``small_images="pad"`` (default) it
-    becomes 32x32 by 2 px of background (-1) on each side, so pixels are not resampled; ``"resize"`` upscales.
-    Splits: the source's own ``train``/``validation``/``test``; without a validation split a seeded
-    ``val_fraction`` of train is held out; without a test split the validation split is reused (the train split
-    if that is empty, e.g. a folder with ``val_fraction=0``: FID against the training set).
+    Preprocessing is ADM's `center_crop_arr`; 16-bit images are scaled from their full range. Images smaller than
+    ``image_size`` (Fashion-MNIST is 28x28) are padded with background (-1) or upscaled, and a warning says how many
+    and by how much. Splits: the source's own ``train``/``validation``/``test``; without a validation split a
+    seeded ``val_fraction`` of train is held out; without a test split the validation split is reused (the train
+    split if that is empty, e.g. a folder with ``val_fraction=0``: FID against the training set).
+
+    Args:
+        dataset: "fashion_mnist" (Debian's offline IDX files, else the hub copy), a local folder (an image folder with one sub-folder per class, hub-layout .parquet/.arrow/.csv/.json files, or a save_to_disk folder), or a hub dataset name.
+        image_column: the column holding the images; None finds it (the first datasets.Image column, or "image"/"img", or a csv/json column of image paths).
+        label_column: the column holding class labels; None finds it (the first datasets.ClassLabel column, or "label"/"labels"), else no labels.
+        image_size: S, the output height and width in pixels.
+        channels: 1 (greyscale) or 3 (RGB).
+        small_images: how images smaller than image_size are brought up to it: "pad" with background (28->32: 2 px per side) or "resize" (bicubic upscale).
+        random_flip: random horizontal flips, on the train split only.
+        val_fraction: the seeded share of train held out for validation when the source has no validation split.
+        max_samples: a cap on the size of each split, for quick runs; None uses all.
+        batch_size: images per step, and samples per predict batch.
+        num_workers: DataLoader worker processes; 0 loads in the main process.
+        seed: seeds the train/val hold-out, the training order and the flips.
+        num_samples: how many images predict samples.
+        idx_dir: where Debian's dataset-fashion-mnist package puts the Fashion-MNIST IDX files.
+        cache_dir: where Arrow caches are written; None is ~/.cache/scale_space_diffusion.
     """
 
     def __init__(self,
-        dataset: str = "fashion_mnist",  # "fashion_mnist" (offline Debian IDX files, else hub zalando-datasets/fashion_mnist), a local image folder, or a hub dataset name
-        image_size: int = 32,            # S: output height and width
-        channels: int = 1,               # 1 (greyscale) or 3 (RGB)
-        small_images: Literal["pad", "resize"] = "pad",  # how images smaller than image_size are brought up (28->32: pad 2px of background, or bicubic resize)
-        random_flip: bool = True,        # horizontal flip, train split only
-        val_fraction: float = 0.02,      # seeded hold-out from train when the source has no validation split
-        max_samples: int | None = None,  # cap on each split, for quick runs
-        batch_size: int = 64,            # per step, and per predict batch
-        num_workers: int = 0,            # DataLoader processes; 0 loads in the main process
-        seed: int = 0,                   # seeds the train/val hold-out and the training order and flips
-        num_samples: int = 64,           # predict: how many images to sample
-        idx_dir: str = "/usr/share/datasets/fashion-mnist",  # where Debian's dataset-fashion-mnist puts the IDX files
-        cache_dir: str | None = None,    # Arrow cache; default ~/.cache/scale_space_diffusion
+        dataset: str = "fashion_mnist",
+        image_column: str | None = None,
+        label_column: str | None = None,
+        image_size: int = 32,
+        channels: int = 1,
+        small_images: Literal["pad", "resize"] = "pad",
+        random_flip: bool = True,
+        val_fraction: float = 0.02,
+        max_samples: int | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+        num_samples: int = 64,
+        idx_dir: str = "/usr/share/datasets/fashion-mnist",
+        cache_dir: str | None = None,
     ):
         super().__init__()
         checks = [(channels in (1, 3), f"channels={channels} must be 1 (greyscale) or 3 (RGB)"),
@@ -122,73 +89,57 @@ class ImageDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.cache_dir = Path(cache_dir or "~/.cache/scale_space_diffusion").expanduser()
         self.location: Path | None = None  # where the prepared data lives, set by prepare_data/setup
-        self._source: datasets.DatasetDict | None = None
+        self._source: Source | None = None
         self.splits: dict[str, ArrowImages] = {}
         self._resume: tuple[int, int] | None = None  # (epoch, finished batches) from a checkpoint
 
-    def _load(self) -> datasets.DatasetDict:
-        """The source as a ``DatasetDict`` (cached in memory; on disk under ``cache_dir``)."""
-        if self._source is not None:
-            return self._source
-        import datasets
-        hp, name = self.hparams, self.hparams.dataset
-        folder = Path(name).expanduser()
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.location = self.cache_dir / "hf"  # load_dataset's Arrow cache
-        if folder.is_dir():
-            _check_folder(folder, self.cache_dir)
-            self._source = datasets.load_dataset("imagefolder", data_dir=str(folder), cache_dir=str(self.location))
-        elif name.startswith(("/", ".", "~")):
-            raise FileNotFoundError(f"dataset folder {folder} not found; give an existing image folder or a hub name")
-        elif name == "fashion_mnist" and all((Path(hp.idx_dir) / f).is_file() for p in FASHION_FILES.values() for f in p):
-            self._source, self.location = fashion_mnist_arrow(Path(hp.idx_dir), self.cache_dir)
-        elif name == "fashion_mnist":
-            try:
-                self._source = _from_hub(_FASHION_HUB, self.cache_dir)
-            except FileNotFoundError as e:
-                raise FileNotFoundError(
-                    f"Fashion-MNIST not found: no IDX files in {hp.idx_dir}, and the hub copy failed ({e.__cause__}). Either "
-                    "run `make data` (or `apt-get install dataset-fashion-mnist`), or give network access to the "
-                    f"hub dataset {_FASHION_HUB}") from e
-        else:
-            self._source = _from_hub(name, self.cache_dir)
+    def _load(self) -> Source:
+        """The source, its columns found (cached in memory; on disk under ``cache_dir``)."""
+        if self._source is None:
+            hp = self.hparams
+            self._source = load_source(hp.dataset, Path(hp.idx_dir), self.cache_dir, hp.image_column, hp.label_column)
+            self.location = self._source.location
         return self._source
 
-    @staticmethod
-    def _columns(ds: datasets.Dataset) -> tuple[str, str | None]:
-        import datasets
-        cols = ds.column_names
-        image = next((c for c in ("image", "img") if c in cols), None) or next(
-            (c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
-        if image is None:
-            raise ValueError(f"no image column in {cols}; expected 'image' or 'img'")
-        integer = lambda f: isinstance(f, datasets.ClassLabel) or str(getattr(f, "dtype", "")).startswith("int")  # noqa: E731
-        return image, next((c for c in ("label", "labels") if c in cols and integer(ds.features[c])), None)
-
     def prepare_data(self) -> None:
+        """Load (and cache) the source, except for ``predict``, which needs none."""
+        if self.trainer is not None and self.trainer.state.fn == "predict":
+            return
         self._load()
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        """Build the train/val/test splits; nothing for ``stage="predict"``, which only yields sample indices."""
+        if stage == "predict" or self.splits:
             return
         hp, source = self.hparams, self._load()
-        if "train" not in source:
+        if "train" not in source.splits:
             folder = Path(hp.dataset).expanduser()
             fix = (f"put the training images in {folder / 'train'}/ (one sub-folder per class), or give a folder "
                    "without split sub-folders") if folder.is_dir() else "choose a dataset with a train split"
-            raise ValueError(f"dataset {hp.dataset!r} has splits {list(source)} but no 'train' split; {fix}")
-        train = source["train"]
-        val = next((source[s] for s in ("validation", "valid", "val") if s in source), None)
+            raise ValueError(f"dataset {hp.dataset!r} has splits {list(source.splits)} but no 'train' split; {fix}")
+        train = source.splits["train"]
+        val = next((source.splits[s] for s in ("validation", "valid", "val") if s in source.splits), None)
         if val is None:  # seeded hold-out
             perm = np.random.default_rng(hp.seed).permutation(len(train))
             k = max(1, round(len(train) * hp.val_fraction)) if hp.val_fraction > 0 and len(train) > 1 else 0
             train, val = train.select(np.sort(perm[k:])), train.select(np.sort(perm[:k]))
-        test = source["test"] if "test" in source else val if len(val) else train
-        image, label = self._columns(train)
+        test = source.splits["test"] if "test" in source.splits else val if len(val) else train
         cap = hp.max_samples or len(train) + len(val) + len(test)
         for split, ds in (("train", train), ("val", val), ("test", test)):
             ds = ds.select(range(min(cap, len(ds))))
-            self.splits[split] = ArrowImages(ds, image, label, hp.image_size, hp.channels, hp.small_images)
+            self.splits[split] = ArrowImages(ds, source.image, source.label, hp.image_size, hp.channels,
+                                             hp.small_images)
+        self._warn_small_images()
+
+    def _warn_small_images(self) -> None:
+        """One warning if training images are smaller than image_size: how many, their size, what is done to them."""
+        train, hp = self.splits["train"], self.hparams
+        n = len(train)
+        k = n if train.same_size else min(n, _SIZE_SAMPLE)  # one shape for all is read once
+        sample = np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist() if n else []
+        message = small_images_message(train.sizes(sample), n, hp.image_size, hp.small_images) if sample else None
+        if message:
+            rank_zero_warn(message)
 
     @property
     def num_classes(self) -> int | None:
@@ -197,10 +148,11 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def class_names(self) -> list[str] | None:
-        import datasets
-        train = next(iter(self._load().values()))
-        feature = train.features.get(self._columns(train)[1] or "")
-        return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+        """The names of the label classes (columns.py casts every label column to ``ClassLabel``), or None."""
+        source = self._load()
+        if source.label is None:
+            return None
+        return list(next(iter(source.splits.values())).features[source.label].names)
 
     def _loader(self, split: str, sampler: EpochSampler | None = None) -> DataLoader:
         self.setup()
@@ -258,11 +210,14 @@ class ImageDataModule(L.LightningDataModule):
 def main(argv: list[str] | None = None) -> None:
     """Prepare and cache a dataset: ``python -m scale_space_diffusion.data [--dataset ...]``."""
     p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist, an image folder, or a hub name")
+    p.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist, a local folder, or a hub name")
+    p.add_argument("--image-column", default=None, help="the column of images; default: found by type")
+    p.add_argument("--label-column", default=None, help="the column of class labels; default: found by type")
     p.add_argument("--idx-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--cache-dir", default=None, help="default ~/.cache/scale_space_diffusion")
     args = p.parse_args(argv)
-    dm = ImageDataModule(dataset=args.dataset, idx_dir=args.idx_dir, cache_dir=args.cache_dir)
+    dm = ImageDataModule(dataset=args.dataset, image_column=args.image_column, label_column=args.label_column,
+                         idx_dir=args.idx_dir, cache_dir=args.cache_dir)
     try:
         dm.prepare_data()
         dm.setup()

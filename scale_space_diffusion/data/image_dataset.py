@@ -1,57 +1,43 @@
-"""Arrow-backed images for the data module: decoding, ADM's centre crop, channel conversion and flips."""
+"""Arrow-backed images for the data module: whole batches decoded, preprocessed (preprocess.py) and flipped."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-# `datasets` is imported inside functions, so that `ssd --help` stays light (see data.py).
+from .preprocess import SIXTEEN_BIT_MODES, center_crop_arr, to_channels, to_uint8
 
-
-def center_crop_arr(x: torch.Tensor, size: int, small_images: str = "pad") -> torch.Tensor:
-    """ADM's ``center_crop_arr`` (openai/guided-diffusion) on a batch: uint8 (B,C,H,W) -> float32 (B,C,size,size) in [-1,1].
-
-    A short side above ``size`` is resized down to it (bicubic, antialiased), then centre-cropped. A short side
-    below ``size`` is padded with background (-1) when ``small_images="pad"`` (28->32 keeps every pixel sharp and
-    adds a 2 px border), or bicubic-upscaled to ``size`` when ``"resize"``.
-    """
-    x = x.float() / 127.5 - 1
-    h, w = x.shape[-2:]
-    if min(h, w) > size or (min(h, w) < size and small_images == "resize"):
-        s = size / min(h, w)
-        hw = (max(size, round(h * s)), max(size, round(w * s)))
-        x = F.interpolate(x, size=hw, mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)
-    elif min(h, w) < size:
-        ph, pw = max(size - h, 0), max(size - w, 0)
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=-1.0)
-    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-    return x[..., top:top + size, left:left + size].contiguous()
-
-
-def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """uint8 (B,c,H,W) -> (B,channels,H,W); RGB->L uses PIL's ITU-R 601-2 luma, alpha is dropped."""
-    x = x[:, :1] if x.shape[1] == 2 else x[:, :3]  # LA -> L, RGBA -> RGB
-    if x.shape[1] == channels:
-        return x
-    if channels == 3:
-        return x.expand(-1, 3, -1, -1)
-    luma = (x.int() * torch.tensor([19595, 38470, 7471]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    return ((luma + 32768) >> 16).to(torch.uint8)
+# `datasets` is imported inside functions, so that `ssd --help` stays light (see datamodule.py).
 
 
 def _arrow_to_uint8(col) -> np.ndarray:
-    """A fixed-size (nested) list column, or an ``ArrayND`` extension column, -> uint8 array (B, *shape)."""
-    col = getattr(col, "storage", col)
-    shape = []
-    while hasattr(col.type, "list_size"):
-        shape.append(col.type.list_size)
+    """A (nested) list column of equal-shaped arrays, or an ``ArrayND`` extension column, -> uint8 array (B, *shape)."""
+    import pyarrow.compute as pc
+    col, shape = getattr(col, "storage", col), []
+    while hasattr(col.type, "value_type"):  # a list type: fixed-size, or variable (e.g. from Python lists)
+        if hasattr(col.type, "list_size"):
+            shape.append(col.type.list_size)
+        else:
+            lengths = pc.list_value_length(col).unique().to_pylist()
+            if len(lengths) != 1:
+                raise ValueError(f"images of different sizes ({sorted(lengths)} pixels along one axis) in one batch of "
+                                 "a raw-array image column; store them as a datasets.Image column instead")
+            shape.append(lengths[0])
         col = col.flatten()
-    return col.to_numpy(zero_copy_only=False).astype(np.uint8).reshape(-1, *shape)
+    a = col.to_numpy(zero_copy_only=False)
+    return (to_uint8(a) if a.dtype == np.uint16 else a.astype(np.uint8)).reshape(-1, *shape)
+
+
+def _pixels(im, channels: int) -> np.ndarray:
+    """A PIL image -> uint8 (H, W, c): 16-bit greyscale scaled from its full range (PIL's convert would clip it)."""
+    if im.mode in SIXTEEN_BIT_MODES:
+        return to_uint8(np.asarray(im))[..., None]  # (H, W, 1); to_channels makes RGB of it if asked
+    return np.array(im.convert("RGB" if channels == 3 else "L")).reshape(im.height, im.width, -1)
 
 
 @contextlib.contextmanager
@@ -80,17 +66,38 @@ class ArrowImages(Dataset):
     def __len__(self) -> int:
         return len(self.ds)
 
-    def _decode(self, col, indices: list[int]) -> torch.Tensor:
+    def _each(self, col, indices: list[int], fn: Callable) -> list:
+        """``fn(PIL image)`` for each image of an encoded image column; a failure to open or decode names the file."""
         from PIL import Image
-        mode, out = "RGB" if self.channels == 3 else "L", []
-        for i, (data, path) in enumerate(zip(col.field("bytes").to_pylist(), col.field("path").to_pylist())):
+        out = []
+        for i, data, path in zip(indices, col.field("bytes").to_pylist(), col.field("path").to_pylist()):
             try:
                 with Image.open(io.BytesIO(data) if data is not None else path) as im:
-                    a = np.array(im.convert(mode)).reshape(im.height, im.width, -1)
+                    out.append(fn(im))
             except Exception as e:
-                raise ValueError(f"cannot decode image {path or f'#{indices[i]}'}: {e}; delete or replace it") from e
-            out.append(center_crop_arr(torch.from_numpy(a).permute(2, 0, 1)[None], self.size, self.small_images))
-        return torch.cat(out)
+                raise ValueError(f"cannot decode image {path or f'#{i}'}: {e}; delete or replace it") from e
+        return out
+
+    def _decode(self, im) -> torch.Tensor:
+        a = to_channels(torch.from_numpy(_pixels(im, self.channels)).permute(2, 0, 1)[None], self.channels)
+        return center_crop_arr(a, self.size, self.small_images)
+
+    def _column(self, indices: list[int]):
+        return self.ds[indices].column(self.image).combine_chunks()
+
+    @property
+    def same_size(self) -> bool:
+        """Whether every image has one known shape (a fixed-size array column, as Fashion-MNIST's)."""
+        kind = self.ds.data.schema.field(self.image).type
+        return not self.encoded and "fixed_size_list" in str(getattr(kind, "storage_type", kind))
+
+    def sizes(self, indices: list[int]) -> list[tuple[int, int]]:
+        """(height, width) of the stored images at ``indices``, before preprocessing; encoded images: headers only."""
+        if self.encoded:
+            return self._each(self._column(indices), indices, lambda im: (im.height, im.width))
+        rows = [indices[:1]] if self.same_size else [[i] for i in indices]
+        shapes = [tuple(_arrow_to_uint8(self._column(r)).shape[1:3]) for r in rows]
+        return shapes * len(indices) if self.same_size else shapes
 
     @_one_thread()
     def __getitems__(self, keys: list[int] | list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +107,7 @@ class ArrowImages(Dataset):
         batch = self.ds[indices]  # one Arrow take for the whole batch
         col = batch.column(self.image).combine_chunks()
         if self.encoded:
-            x = self._decode(col, indices)
+            x = torch.cat(self._each(col, indices, self._decode))
         else:
             a = torch.from_numpy(_arrow_to_uint8(col))
             a = a[:, None] if a.ndim == 3 else a.permute(0, 3, 1, 2)  # (B,H,W) or (B,H,W,C) -> (B,C,H,W)

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from scale_space_diffusion.data import datamodule as data
+from scale_space_diffusion.data import sources
 from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.data.idx import read_idx, write_idx
 
@@ -171,7 +172,7 @@ def test_image_corrupted_after_setup_is_named(tmp_path, folder):
 
 def test_make_data_offline_fails_fast_without_a_traceback(tmp_path, monkeypatch):
     """The data module's own errors are in tests/test_bad_input.py."""
-    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(sources, "_hub_reachable", lambda timeout=3.0: False)
     t = time.time()
     with pytest.raises(SystemExit, match="error: Fashion-MNIST not found"):  # `make data` prints, no traceback
         data.main(["--idx-dir", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c")])

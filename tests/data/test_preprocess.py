@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scale_space_diffusion.data.image_dataset import center_crop_arr, to_channels
+from scale_space_diffusion.data.preprocess import center_crop_arr, to_channels
 
 def test_center_crop_arr_facts():
     const = torch.full((2, 3, 40, 48), 200, dtype=torch.uint8)
