@@ -29,9 +29,10 @@ _SIZE_SAMPLE = 100  # training images whose sizes are read (headers only) to fin
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Images for every model. Batches: ``(images float32 (B,C,S,S) in [-1,1], labels int64 (B,))``; labels are
-    zeros when the source has none. ``predict_dataloader`` yields int64 sample indices ``0..num_samples-1`` and
-    never loads the source.
+    """Images for every model, from Fashion-MNIST, a local folder in any layout, or a hub dataset.
+
+    Batches: ``(images float32 (B,C,S,S) in [-1,1], labels int64 (B,))``; labels are zeros when the source has none.
+    ``predict_dataloader`` yields int64 sample indices ``0..num_samples-1`` and never loads the source.
 
     Preprocessing is ADM's `center_crop_arr`; 16-bit images are scaled from their full range. Images smaller than
     ``image_size`` (Fashion-MNIST is 28x28) are padded with background (-1) or upscaled, and a warning says how many
