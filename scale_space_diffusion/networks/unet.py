@@ -131,6 +131,7 @@ class UNet(nn.Module):
         num_heads: int = 4,
         dropout: float = 0.0,
         num_classes: int | None = None,  # class-conditional if set
+        null_class: bool = False,  # add a learned "no label" embedding for label -1 (classifier-free guidance)
     ):
         super().__init__()
         L = len(channel_mult)
@@ -149,6 +150,10 @@ class UNet(nn.Module):
         emb_ch = 4 * model_channels
         self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
         self.label_emb = nn.Embedding(num_classes, emb_ch) if num_classes else None
+        if null_class and not num_classes:
+            raise ValueError("null_class=true needs a class-conditional net: set num_classes too")
+        # Zero-initialised (no draw from the global RNG) and registered only if asked: other nets' keys are unchanged.
+        self.null_emb = nn.Parameter(torch.zeros(emb_ch)) if null_class else None
         block = lambda i, o, res: Block(i, o, emb_ch, res in attention_resolutions, num_heads, dropout)  # noqa: E731
 
         self.enc, self.dec = nn.ModuleDict(), nn.ModuleDict()
@@ -194,6 +199,13 @@ class UNet(nn.Module):
         if self.label_emb is not None:
             if labels is None:
                 raise ValueError("this UNet is class-conditional: pass labels")
+            if self.null_emb is not None:  # label -1: the learned null embedding
+                return emb + torch.where((labels < 0)[:, None], self.null_emb, self.label_emb(labels.clamp_min(0)))
+            if not torch.compiler.is_compiling() and bool((labels < 0).any()):
+                raise ValueError(
+                    "label -1 (no label, for classifier-free guidance) needs a null-class embedding: build the net with "
+                    "null_class=true and train with cond_drop_prob > 0"
+                )
             emb = emb + self.label_emb(labels)
         return emb
 

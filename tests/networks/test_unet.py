@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from scale_space_diffusion.networks.flexi_unet import FlexiUNet
-from scale_space_diffusion.networks.unet import UNet
+from scale_space_diffusion.networks.unet import UNet, timestep_embedding
 
 ARGS = dict(image_size=32, in_channels=3, model_channels=16, channel_mult=(1, 2, 2), num_res_blocks=1,
             attention_resolutions=(16,), num_heads=2)  # fmt: skip
@@ -84,3 +84,36 @@ def test_bad_paths():
         net(torch.randn(1, 3, 8, 8), torch.tensor([1]), out_res=32)
     with pytest.raises(ValueError, match="unknown layout"):
         FlexiUNet(**ARGS, layout="slim")
+
+
+def test_null_class_embeds_label_minus_one_and_learns():
+    net = perturbed(UNet(**ARGS, num_classes=5, null_class=True))
+    t = torch.tensor([3, 3, 3])
+    emb = net.embed(t, torch.tensor([-1, 0, 4]))
+    time = net.time_embed(timestep_embedding(t, net.model_channels))
+    torch.testing.assert_close(emb[0], time[0] + net.null_emb, rtol=0, atol=0)
+    torch.testing.assert_close(emb[1:], time[1:] + net.label_emb(torch.tensor([0, 4])), rtol=0, atol=0)
+    out = net.train()(torch.randn(3, 3, 32, 32), t, torch.tensor([-1, 0, 4]))
+    out.square().sum().backward()
+    assert net.null_emb.grad.abs().sum() > 0
+
+
+def test_label_minus_one_without_null_class_names_the_fix():
+    net = UNet(**ARGS, num_classes=5)
+    with pytest.raises(ValueError, match="null_class=true and train with cond_drop_prob > 0"):
+        net(torch.randn(2, 3, 32, 32), torch.tensor([3, 4]), torch.tensor([1, -1]))
+    with pytest.raises(ValueError, match="set num_classes"):
+        UNet(**ARGS, null_class=True)
+
+
+def test_null_class_adds_one_key_and_leaves_other_weights_and_keys_alone():
+    """Nets without null_class keep their exact keys (released weights load by name); with it, the only new key is
+    null_emb, zero-initialised without touching the global RNG, so the other initial weights are the same."""
+    torch.manual_seed(0)
+    plain = UNet(**ARGS, num_classes=5)
+    torch.manual_seed(0)
+    cfg = UNet(**ARGS, num_classes=5, null_class=True)
+    assert "null_emb" not in plain.state_dict() and not any("null" in k for k in UNet(**ARGS).state_dict())
+    assert set(cfg.state_dict()) - set(plain.state_dict()) == {"null_emb"}
+    assert all(torch.equal(v, cfg.state_dict()[k]) for k, v in plain.state_dict().items())
+    assert cfg.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["null_emb"]  # fine-tune into CFG
