@@ -106,7 +106,8 @@ def find_columns(source: datasets.DatasetDict, image_column: str | None, label_c
             raise ValueError(f"image column {image!r} holds strings, not images; give a dataset with a datasets.Image "
                              "column, or a local folder whose csv/json rows hold image file paths")
         source = _paths_to_images(source, image, folder)
-    elif not isinstance(feature, (datasets.Image, datasets.List, datasets.LargeList, datasets.Array2D, datasets.Array3D)):
+    elif not isinstance(feature, (datasets.Image, datasets.List, datasets.LargeList, datasets.Array2D,
+                                  datasets.Array3D)):
         raise ValueError(f"column {image!r} is {feature}, not images; set data.image_column to one of {columns}")
     if label is not None and not isinstance(features[label], datasets.ClassLabel):
         if not (_is_int(features[label]) or _is_string(features[label])):

@@ -41,12 +41,17 @@ class ImageDataModule(L.LightningDataModule):
     split if that is empty, e.g. a folder with ``val_fraction=0``: FID against the training set).
 
     Args:
-        dataset: "fashion_mnist" (Debian's offline IDX files, else the hub copy), a local folder (an image folder with one sub-folder per class, hub-layout .parquet/.arrow/.csv/.json files, or a save_to_disk folder), or a hub dataset name.
-        image_column: the column holding the images; None finds it (the first datasets.Image column, or "image"/"img", or a csv/json column of image paths).
-        label_column: the column holding class labels; None finds it (the first datasets.ClassLabel column, or "label"/"labels"), else no labels.
+        dataset: "fashion_mnist" (Debian's offline IDX files, else the hub copy), a local folder (an image folder
+            with one sub-folder per class, hub-layout .parquet/.arrow/.csv/.json files, or a save_to_disk folder),
+            or a hub dataset name.
+        image_column: the column holding the images; None finds it (the first datasets.Image column, else
+            "image" or "img", else a csv/json column of image paths).
+        label_column: the column holding class labels; None finds it (the first datasets.ClassLabel column, else
+            "label" or "labels"), or trains without labels if there is none.
         image_size: S, the output height and width in pixels.
         channels: 1 (greyscale) or 3 (RGB).
-        small_images: how images smaller than image_size are brought up to it: "pad" with background (28->32: 2 px per side) or "resize" (bicubic upscale).
+        small_images: how images smaller than image_size are brought up to it: "pad" with background (28->32: 2 px
+            per side) or "resize" (bicubic upscale).
         random_flip: random horizontal flips, on the train split only.
         val_fraction: the seeded share of train held out for validation when the source has no validation split.
         max_samples: a cap on the size of each split, for quick runs; None uses all.

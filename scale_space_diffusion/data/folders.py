@@ -28,7 +28,8 @@ LAYOUTS = ("an image folder (add images, one sub-folder per class), data files i
 
 def is_saved(folder: Path) -> bool:
     """Whether ``folder`` was written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``."""
-    return (folder / "dataset_dict.json").is_file() or all((folder / f).is_file() for f in ("dataset_info.json", "state.json"))
+    one = all((folder / f).is_file() for f in ("dataset_info.json", "state.json"))
+    return one or (folder / "dataset_dict.json").is_file()
 
 
 def _files(folder: Path) -> list[Path]:
@@ -69,7 +70,7 @@ def load_folder(folder: Path, cache_dir: Path) -> tuple[datasets.DatasetDict, Pa
 
 
 def _load_data_files(folder: Path, data: list[Path], cache_dir: Path) -> datasets.DatasetDict:
-    """Data files -> splits as the hub names them (``datasets``' own patterns), read by the most common format's builder."""
+    """Data files -> splits named as on the hub (``datasets``' own patterns), read by the commonest format's builder."""
     import datasets
     from datasets.data_files import DataFilesDict, get_data_patterns
     counts = Counter(_BUILDERS[p.suffix.lower()] for p in data)

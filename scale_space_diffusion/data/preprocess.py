@@ -1,4 +1,4 @@
-"""Pixels to model inputs: bit depth to uint8, channel conversion, ADM's centre crop, and what it does to small images."""
+"""Pixels to model inputs: bit depth to uint8, channels, ADM's centre crop, and what it does to small images."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def center_crop_arr(x: torch.Tensor, size: int, small_images: str = "pad") -> torch.Tensor:
-    """ADM's ``center_crop_arr`` (openai/guided-diffusion) on a batch: uint8 (B,C,H,W) -> float32 (B,C,size,size) in [-1,1].
+    """ADM's ``center_crop_arr`` (openai/guided-diffusion), batched: uint8 (B,C,H,W) -> float32 (B,C,size,size), [-1,1].
 
     A short side above ``size`` is resized down to it (bicubic, antialiased), then centre-cropped. A short side
     below ``size`` is padded with background (-1) when ``small_images="pad"`` (28->32 keeps every pixel sharp and

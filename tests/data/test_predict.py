@@ -16,8 +16,8 @@ from scale_space_diffusion.networks.unet import UNet
 
 def tiny_ddpm() -> DDPM:
     """16px, 1 channel, T=100, 2 sampler steps: the shape of tests/conftest.py's tiny_teacher."""
-    return DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None),
-                sampling=Sampling(steps=2, grid_size=0))
+    return DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), NoiseSchedule(timesteps=100),
+                optim=Optimization(ema_decay=None), sampling=Sampling(steps=2, grid_size=0))
 
 
 def trainer(tmp_path: Path) -> L.Trainer:
