@@ -93,9 +93,10 @@ def test_null_class_embeds_label_minus_one_and_learns():
     time = net.time_embed(timestep_embedding(t, net.model_channels))
     torch.testing.assert_close(emb[0], time[0] + net.null_emb, rtol=0, atol=0)
     torch.testing.assert_close(emb[1:], time[1:] + net.label_emb(torch.tensor([0, 4])), rtol=0, atol=0)
-    out = net.train()(torch.randn(3, 3, 32, 32), t, torch.tensor([-1, 0, 4]))
-    out.square().sum().backward()
+    emb.square().sum().backward()  # the null embedding learns from the -1 entries
     assert net.null_emb.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.isfinite(net(torch.randn(1, 3, 32, 32), t[:1], torch.tensor([-1]))).all()
 
 
 def test_label_minus_one_without_null_class_names_the_fix():
