@@ -1,16 +1,19 @@
 """Callbacks: the prediction writer (one lossless PNG per sample, named by sample index, in a fresh directory)
-and the checkpoint written when training is interrupted."""
+and the run lifecycle (the end of fit, Ctrl-C and SIGTERM all leave a checkpoint that resumes exactly)."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
+import threading
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .images import grid, save_png
 
@@ -79,22 +82,108 @@ class SampleWriter(BasePredictionWriter):
         print(f"Wrote {len(list(self.run_dir.glob('[0-9]*.png')))} samples and a grid to {self.run_dir}/grid.png")
 
 
-class InterruptCheckpoint(L.Callback):
-    """On Ctrl-C during ``fit``, saves ``<dirpath>/interrupted.ckpt`` and prints how to resume from it.
+class RunLifecycle(L.Callback):
+    """Every way a ``fit`` can stop leaves a checkpoint that resumes exactly.
 
-    A plain callback, not a ``Checkpoint``: ``enable_checkpointing=false`` stays allowed.
+    - **End of fit**: ``last.ckpt`` is written at the final step in every ``ModelCheckpoint(save_last=True)``
+      folder, whatever the periodic schedule (Lightning's own callback keeps the last periodic one).
+    - **Ctrl-C / SIGINT**: the first one stops at the next step boundary (so no step is half-counted); a second
+      one stops at once. **SIGTERM** (``docker stop``, Kubernetes, SLURM): Lightning stops after the step in
+      progress by raising ``SIGTERMException``.
+    - Both write ``<dirpath>/interrupted.ckpt`` and print the command that resumes from it; ``ssd`` then exits
+      with status 1 (Ctrl-C) or 143 (SIGTERM; Lightning's own exit status would be 0). Errors (a NaN loss, a
+      full disk) save nothing: the checkpoints written before them are the last good state.
 
-    Errors (a NaN loss, say) save nothing: the checkpoints written before them are the last good state.
-    A resumed run continues exactly where the interrupted one stopped (see ``EpochSampler``).
+    Args:
+        dirpath: where ``interrupted.ckpt`` goes; default the ModelCheckpoint's folder, else <root>/checkpoints.
     """
 
-    def __init__(self, dirpath: str | None = None):  # default: the ModelCheckpoint's dirpath, else <root>/checkpoints
+    def __init__(self, dirpath: str | None = None):
         self.dirpath = dirpath
+        self._stop: str | None = None  # "SIGINT" once Ctrl-C was pressed
+        self._previous_handler = None
+        self._last_saved_step = -1
+
+    # -- the run's folders -----------------------------------------------------------------------------------------
+    def _folders(self, trainer: L.Trainer) -> list[Path]:
+        return [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from .models.checkpoints import LOCK, running_pid
+
+        if not trainer.is_global_zero:
+            return
+        for folder in self._folders(trainer):
+            pid = running_pid(folder)
+            if pid is not None:
+                raise FileExistsError(f"{folder} belongs to a running fit (pid {pid}); give this run its own folder")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / LOCK).write_text(f"{os.getpid()}\n")
+
+    def _unlock(self, trainer: L.Trainer) -> None:
+        from .models.checkpoints import LOCK
+
+        if trainer.is_global_zero:
+            for folder in self._folders(trainer):
+                (folder / LOCK).unlink(missing_ok=True)
+
+    # -- stop requests ---------------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._stop is not None:
+            raise KeyboardInterrupt
+        self._stop = "SIGINT"
+        print("\nCtrl-C: stopping after this step (press Ctrl-C again to stop at once)", flush=True)
+
+    def _honour_stop(self, trainer: L.Trainer) -> None:
+        if self._stop == "SIGINT":  # SIGTERM: Lightning itself raises SIGTERMException after the step in progress
+            raise KeyboardInterrupt
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._honour_stop(trainer)  # the previous step is complete: weights, EMA, counters, periodic checkpoint
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.state.fn == "fit":
+            self._honour_stop(trainer)
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous_handler)
+        self._previous_handler = None
+
+    # -- checkpoints -----------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self._last_saved_step = checkpoint["global_step"]
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handler()
+        if self._last_saved_step != trainer.global_step:
+            self._save_last(trainer)
+        self._unlock(trainer)
+
+    def _save_last(self, trainer: L.Trainer) -> None:
+        for cb in trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
+                path = os.path.join(cb.dirpath, cb.CHECKPOINT_NAME_LAST + cb.FILE_EXTENSION)
+                trainer.save_checkpoint(path)
+                cb.last_model_path = path
+                rank_zero_info(f"Saved the end of fit (step {trainer.global_step}) as {path}")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != "fit":
+        self._restore_handler()
+        self._unlock(trainer)
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != "fit":
             return
         dirpath = self.dirpath or getattr(trainer.checkpoint_callback, "dirpath", None)
         path = os.path.join(dirpath or os.path.join(trainer.default_root_dir, "checkpoints"), "interrupted.ckpt")
         trainer.save_checkpoint(path)
-        rank_zero_info(f"Interrupted after step {trainer.global_step}; resume with `fit ... --ckpt_path={path}`")
+        why = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
+        rank_zero_info(f"{why}: stopped after step {trainer.global_step}; saved {path}; resume with "
+                       f"`ssd fit ... --ckpt_path={path}` (the same config)")  # fmt: skip
+
+
+InterruptCheckpoint = RunLifecycle  # its name before it also saved the end of fit

@@ -1,84 +1,95 @@
 """``ssd`` / ``python -m scale_space_diffusion``: LightningCLI with fit, validate, test and predict.
 
     ssd fit --config configs/ssd_fmnist32.yaml
-    ssd predict --config configs/ssd_fmnist32.yaml --ckpt_path last
+    ssd predict --config configs/ssd_fmnist32.yaml --ckpt_path last --model.init_args.sampling.steps=50
+
+With ``--ckpt_path`` the model's definition (network, schedule, ladder, loss) comes from the checkpoint; what only
+changes training or sampling (``optim``, ``sampling``, ``teacher``, ...) comes from the config and the command line,
+which win over the checkpoint. An option on the command line that contradicts the checkpoint's definition is refused.
+Every refusal of ours reaches the terminal as one short ``error:`` line (``SSD_TRACEBACK=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
 import warnings
 
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
+# What a checkpoint may be told to do differently; everything else defines the model and must match it.
+SETTINGS = ("optim", "sampling", "torch_compile", "teacher", "spatial_weight", "spectral_weight", "alpha")
+NEEDS_WEIGHTS = ("validate", "test", "predict")
+
 
 class _NoTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in str(record.msg)
+        return "Tip:" not in str(record.msg) and "litlogger" not in str(record.msg)
 
 
 def _cli_class():
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-    from .callbacks import InterruptCheckpoint, SampleWriter
+    from .models import checkpoints
+    from .callbacks import RunLifecycle, SampleWriter
+    from .lightning_internals import CLI_CKPT_HPARAMS_HOOK
+
+    class FitConfigSaver(SaveConfigCallback):
+        """Saves ``config.yaml`` for ``fit`` only: ``predict`` or ``test`` never write over a training run's files."""
+
+        def setup(self, trainer, pl_module, stage: str) -> None:
+            if stage == "fit":
+                super().setup(trainer, pl_module, stage)
 
     class DiffusionCLI(LightningCLI):
         def add_arguments_to_parser(self, parser):
             parser.add_lightning_class_args(SampleWriter, "sample_writer")
-            parser.add_lightning_class_args(InterruptCheckpoint, "interrupt_checkpoint")
+            parser.add_lightning_class_args(RunLifecycle, "lifecycle")
             parser.add_argument(
                 "--random_weights", type=bool, default=False,
-                help="allow test/predict without a checkpoint (samples from an untrained model)",
+                help="allow validate/test/predict without a checkpoint (an untrained model)",
             )  # fmt: skip
+
+        def parse_arguments(self, parser, args) -> None:
+            self._argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+            super().parse_arguments(parser, args)
+
+        def merge_checkpoint(self) -> None:
+            """Replaces Lightning's merge (checkpoint wins): see the module docstring."""
+            sub = self.config.get("subcommand")
+            if not sub or not self.config[sub].get("ckpt_path"):
+                return
+            cfg = self.config[sub]
+            path = checkpoints.resolve(cfg.ckpt_path, cfg.trainer.get("callbacks") or [], cfg.trainer.default_root_dir or ".")
+            cfg.ckpt_path = path
+            model, notes = checkpoints.merged_model(path, cfg.model, self._argv, SETTINGS)
+            for note in notes:
+                logging.getLogger("scale_space_diffusion").warning(note)
+            self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
+
+        def instantiate_trainer(self, **kwargs):
+            if self.subcommand == "predict":
+                kwargs.setdefault("logger", False)  # sampling logs nothing: no empty version_N folders
+            return super().instantiate_trainer(**kwargs)
 
         def _require_weights(self, subcommand: str) -> None:
             cfg = self.config[subcommand]
-            if cfg.get("random_weights") or getattr(self.model, "pretrained", False):
+            if cfg.get("random_weights") or getattr(self.model, "pretrained", False) or cfg.get("ckpt_path"):
                 return
-            ckpt = cfg.get("ckpt_path")
-            if ckpt is None:
-                raise SystemExit(
-                    f"error: `{subcommand}` without --ckpt_path would use an untrained model. Pass "
-                    "--ckpt_path=<file.ckpt> (or 'last' with the training config), an official checkpoint "
-                    "(--model.official_checkpoint=...), or --random_weights=true."
-                )
-            if ckpt == "last":
-                dirs = [cb.dirpath for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
-                if not any(os.path.isdir(d) and any(f.endswith(".ckpt") for f in os.listdir(d)) for d in dirs):
-                    raise SystemExit(
-                        f"error: --ckpt_path=last found no checkpoint in {dirs or 'the config (no ModelCheckpoint dirpath)'}; "
-                        "run `fit` with this config first or pass a checkpoint file"
-                    )
-            elif not os.path.isfile(ckpt):
-                raise SystemExit(
-                    f"error: checkpoint {ckpt!r} does not exist; pass an existing .ckpt file, or --ckpt_path=last "
-                    "with the training config"
-                )
+            raise SystemExit(
+                f"error: `{subcommand}` without --ckpt_path would use an untrained model. Pass "
+                "--ckpt_path=<file.ckpt> (or 'last' with the training config), an official checkpoint "
+                "(--model.init_args.official_checkpoint=...), or --random_weights=true."
+            )
 
-        def _parse_ckpt_path(self) -> None:
-            """Lightning's, plus: refuse a checkpoint of another model class, and read ones saved from Python."""
-            sub = self.config.get("subcommand")
-            ckpt_path = self.config[sub].get("ckpt_path") if sub else None
-            if not ckpt_path or not os.path.isfile(ckpt_path):
-                return
-            import torch
+        def before_fit(self):
+            if not self.config.fit.get("ckpt_path"):
+                checkpoints.refuse_owned_folders(checkpoints.checkpoint_dirs(self.trainer))
 
-            ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)
-            saved, model = ckpt.get("model_class"), self.config[sub].get("model")
-            want = getattr(model, "class_path", None)
-            if saved and want and want.rsplit(".", 1)[-1] != saved:
-                raise SystemExit(
-                    f"error: --ckpt_path={ckpt_path} holds a {saved}, but the config's model is {want}; pass the "
-                    f"config it was trained with, or --model={saved}"
-                )
-            hparams = dict(ckpt.get("hyper_parameters", {}))
-            hparams.pop("_instantiator", None)
-            class_path = hparams.pop("_class_path", None) or ckpt.get("model_class_path")
-            if hparams and class_path:  # the checkpoint's hyperparameters override the config's, as in Lightning
-                model = {"class_path": class_path, "dict_kwargs": hparams}
-                self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
+        def before_validate(self):
+            self._require_weights("validate")
 
         def before_test(self):
             self._require_weights("test")
@@ -86,30 +97,84 @@ def _cli_class():
         def before_predict(self):
             self._require_weights("predict")
 
-    return DiffusionCLI
+    setattr(DiffusionCLI, CLI_CKPT_HPARAMS_HOOK, DiffusionCLI.merge_checkpoint)
+    return DiffusionCLI, FitConfigSaver
 
 
 def run(args: list[str] | None = None):
     """Build and run the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests). Returns the LightningCLI."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
     warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
-    # Our data order resumes through the data module's state (EpochSampler), which this warning does not see.
-    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
-    from .data import ImageDataModule
+    from .data.datamodule import ImageDataModule
     from .models.base import DiffusionModule
 
-    return _cli_class()(
+    cli_class, config_saver = _cli_class()
+    return cli_class(
         DiffusionModule,
         ImageDataModule,
         subclass_mode_model=True,
+        save_config_callback=config_saver,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"exit_on_error": False, **{sub: {"exit_on_error": False} for sub in NEEDS_WEIGHTS + ("fit",)}},
         auto_configure_optimizers=False,
         args=args,
     )
 
 
+_REFUSALS = (ValueError, TypeError, OSError, FloatingPointError)
+
+
+def one_line(err: BaseException) -> str | None:
+    """The message of the innermost refusal raised by this package in ``err``'s chain, or None (e.g. a bug)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    found, seen = None, set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        tb, ours, last = err.__traceback__, False, ""
+        while tb is not None:
+            ours = ours or tb.tb_frame.f_code.co_filename.startswith(package)
+            last = tb.tb_frame.f_code.co_filename
+            tb = tb.tb_next
+        if isinstance(err, _REFUSALS) and ours and last.startswith(package):
+            found = str(err).strip().splitlines()[0] if str(err).strip() else None
+        err = err.__cause__ or err.__context__
+    return found
+
+
+def parse_error(err: BaseException) -> str | None:
+    """jsonargparse's error for a bad option, cut to the option and what was expected: one line, no usage dump."""
+    if type(err).__name__ != "ArgumentError":
+        return None
+    lines = [ln for ln in str(err).splitlines() if ln.strip() and "<class 'NoneType'>" not in ln]
+    keys, detail, depth = [], None, -1
+    for ln in lines:
+        indent = len(ln) - len(ln.lstrip())
+        key = re.search(r'Parser key "([^"]+)"', ln)
+        if key:
+            keys = [k for k in keys if k[0] < indent] + [(indent, key[1])]
+        elif "class_path" in ln and "Problem with" in ln:
+            keys = [k for k in keys if k[0] < indent] + [(indent, "init_args")]
+        elif indent > depth and not ln.lstrip().startswith(("Given value", "Does not validate")):
+            detail, depth, path = ln.strip().lstrip("- "), indent, [k for i, k in keys if i < indent]
+    if detail is None:
+        detail, path = (lines[0].strip() if lines else "bad option"), []
+    hint = " (see --help for the options)" if "not accepted" in detail or "unrecognized" in detail else ""
+    return (f"--{'.'.join(path)}: {detail}" if path else detail) + hint
+
+
 def main() -> None:
-    run()
+    try:
+        run()
+    except SystemExit as exit_:
+        if exit_.code is None and type(exit_).__name__ == "SIGTERMException":
+            raise SystemExit(143) from None  # Lightning's own SIGTERM stop carries no status
+        raise
+    except Exception as err:
+        message = one_line(err) or parse_error(err)
+        if message is None or os.environ.get("SSD_TRACEBACK"):
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -17,9 +17,26 @@ def attached_trainer(module):
     return module._trainer
 
 
-def batches_done(trainer) -> int:
-    """Training batches the fit loop has finished in the current epoch."""
-    return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+def batches_trained(trainer) -> int:
+    """Training batches the fit loop has processed since fit began, over all epochs (restored on resume)."""
+    return trainer.fit_loop.epoch_loop.batch_progress.total.processed
+
+
+def next_drawing_epoch(trainer, per_epoch: int) -> int:
+    """The Trainer epoch whose ``set_epoch`` comes before the next training batch is drawn, right after a restore.
+
+    Mid-epoch that is the current epoch; with the epoch's batches all processed (a checkpoint written in the
+    epoch-end validation) the next one; between epochs (Lightning counts an epoch stopped by ``max_steps`` as
+    done) the current counter, which is already the next.
+    """
+    epochs, batches = trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_loop.batch_progress.current
+    in_progress = epochs.ready > epochs.completed
+    return trainer.current_epoch + int(in_progress and batches.processed >= per_epoch)
+
+
+def epoch_batches(loader_batches: int, limit: int | float) -> int:
+    """Batches per training epoch under ``Trainer(limit_train_batches=limit)``, as Lightning counts them."""
+    return min(loader_batches, limit) if isinstance(limit, int) else int(loader_batches * limit)
 
 
 def is_compiled(module: nn.Module) -> bool:

@@ -4,8 +4,7 @@ names and the fix it gives. Each fails before training work could be lost: no op
 A case is ``make(tmp, fixtures) -> act``: ``make`` arranges (files, checkpoints), ``act()`` must raise.
 """
 
-import contextlib
-import io
+from argparse import ArgumentError
 import sys
 from functools import partial
 from pathlib import Path
@@ -19,9 +18,9 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from conftest import ROOT
 
-from scale_space_diffusion.data import datamodule as data
+from scale_space_diffusion.data import sources
 from scale_space_diffusion.networks import official
-from scale_space_diffusion.cli import run
+from scale_space_diffusion.cli import parse_error, run
 from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.data.idx import FASHION_FILES
 from scale_space_diffusion.diffusion.ladder import ResolutionLadder
@@ -51,8 +50,8 @@ def net(cls: type = UNet, **kw) -> UNet:
 T100, NO_EMA = NoiseSchedule(timesteps=100), Optimization(ema_decay=None)
 
 
-def ddpm(**kw) -> DDPM:
-    return DDPM(net(), **{"schedule": T100, "optim": NO_EMA, **kw})
+def ddpm(network: UNet | None = None, **kw) -> DDPM:
+    return DDPM(network or net(), **{"schedule": T100, "optim": NO_EMA, **kw})
 
 
 def ssd(network: UNet | None = None, timesteps: int = 100, **kw) -> ScaleSpaceDiffusion:
@@ -63,6 +62,11 @@ def ssd(network: UNet | None = None, timesteps: int = 100, **kw) -> ScaleSpaceDi
 def spectral(teacher: str | None, image_size: int = 16, timesteps: int = 100, **kw) -> SpectralDiffusion:
     network = net(SpectralUNet, image_size=image_size, model_channels=4)
     return SpectralDiffusion(network, teacher=teacher, **{"schedule": NoiseSchedule(timesteps=timesteps), "optim": NO_EMA, **kw})
+
+
+def fitting_spectral(teacher: str, **kw) -> None:
+    """A student as ``fit`` starts it: the teacher file is read then (not when the student is built)."""
+    spectral(teacher, **kw).prepare_fit()
 
 
 def datamodule(tmp: Path, **kw) -> ImageDataModule:
@@ -114,14 +118,10 @@ def cli(subcommand: str, *extra: str, config: str = "ssd_tiny", prepare: Make = 
         args = [a.format_map(_Args(tmp, fx)) for a in args]
 
         def act():
-            printed = io.StringIO()
             try:
-                with contextlib.redirect_stderr(printed):
-                    run(args)
-            except SystemExit as e:
-                if isinstance(e.code, int):  # the parser printed its message and exited
-                    raise SystemExit(printed.getvalue()) from e
-                raise
+                run(args)
+            except ArgumentError as e:  # a bad option: what `ssd` prints for it
+                raise SystemExit(parse_error(e)) from e
 
         return act
 
@@ -131,7 +131,7 @@ def cli(subcommand: str, *extra: str, config: str = "ssd_tiny", prepare: Make = 
 # --- cases that arrange files --------------------------------------------------------------------------------------
 
 def offline(tmp: Path, fx: Fixture, **kw) -> Act:
-    fx("monkeypatch").setattr(data, "_hub_reachable", lambda timeout=3.0: False)
+    fx("monkeypatch").setattr(sources, "_hub_reachable", lambda timeout=3.0: False)
     return partial(datamodule, tmp, **kw)
 
 
@@ -166,16 +166,16 @@ def other_architecture(tmp: Path, fx) -> Act:
 
 
 def teacher_file(model: Callable[[], object]) -> Make:
-    return lambda tmp, fx: partial(spectral, saved(model(), tmp / "teacher.ckpt"))
+    return lambda tmp, fx: partial(fitting_spectral, saved(model(), tmp / "teacher.ckpt"))
 
 
 def plain_torch_file(tmp: Path, fx) -> Act:
     torch.save({"state_dict": {}}, tmp / "plain.pt")
-    return partial(spectral, str(tmp / "plain.pt"))
+    return partial(fitting_spectral, str(tmp / "plain.pt"))
 
 
 def with_tiny_teacher(**kw) -> Make:
-    return lambda tmp, fx: partial(spectral, fx("tiny_teacher"), **kw)
+    return lambda tmp, fx: partial(fitting_spectral, fx("tiny_teacher"), **kw)
 
 
 def samples_in(run_dir: str) -> Make:
@@ -195,6 +195,24 @@ def fit_from(make_model: Callable[[], object], tmp: Path, fx) -> Act:
                         enable_model_summary=False, accelerator="cpu", default_root_dir=tmp)  # fmt: skip
     loader = DataLoader(TensorDataset(torch.zeros(8, 1, 16, 16), torch.zeros(8, dtype=torch.long)), batch_size=4)
     return partial(trainer.fit, make_model(), loader, ckpt_path=fx("tiny_teacher"))
+
+
+def bad_file(kind: str, as_teacher: str | None = None):
+    """{tmp}/bad.ckpt, empty, truncated (the first 4 kB of a real checkpoint) or random bytes."""
+
+    def make(tmp: Path, fx) -> Act | None:
+        data = {"empty": b"", "random": np.random.default_rng(0).bytes(5000),
+                "truncated": Path(fx("tiny_teacher")).read_bytes()[:4096]}[kind]  # fmt: skip
+        (tmp / "bad.ckpt").write_bytes(data)
+        return partial(fitting_spectral, str(tmp / "bad.ckpt")) if as_teacher else None
+
+    return make
+
+
+def cli_fit_done(tmp: Path, fx) -> None:
+    """A finished run's checkpoints in the folder a second `fit` would write to."""
+    (tmp / "checkpoints").mkdir()
+    (tmp / "checkpoints/last.ckpt").write_bytes(Path(fx("tiny_teacher")).read_bytes())
 
 
 def cli_trained_ddpm(tmp: Path, fx) -> None:
@@ -286,7 +304,9 @@ CASES = [
          ValueError, "num_classes=5", r"the data has 10 classes .* set --model\.init_args\.net\.init_args\.num_classes=10",
          "fewer-classes-than-data"),
     # Spectral Diffusion's teacher
-    case(call(spectral, "no_teacher.ckpt"), FileNotFoundError, "'no_teacher.ckpt'", TEACHER, "teacher-missing"),
+    case(call(fitting_spectral, "no_teacher.ckpt"), FileNotFoundError, "'no_teacher.ckpt'", TEACHER, "teacher-missing"),
+    case(bad_file("empty", "teacher"), ValueError, "teacher=", r"is empty \(0 bytes\), not a checkpoint", "teacher-empty"),
+    case(bad_file("truncated", "teacher"), ValueError, "teacher=", "is truncated", "teacher-truncated"),
     case(plain_torch_file, ValueError, "plain.pt", TEACHER, "teacher-not-ours"),
     case(teacher_file(ssd), TypeError, "holds a ScaleSpaceDiffusion", TEACHER, "teacher-ssd"),
     case(teacher_file(lambda: spectral(None)), TypeError, "holds a SpectralDiffusion", r"pass the \.ckpt of a DDPM",
@@ -297,20 +317,41 @@ CASES = [
          "set the student net's in_channels=1 and image_size=16", "teacher-image-size"),
     # checkpoints and the command line
     case(cli("test"), SystemExit, "`test`", "Pass --ckpt_path=<file.ckpt>", "test-without-checkpoint"),
+    case(cli("validate"), SystemExit, "`validate`", "Pass --ckpt_path=<file.ckpt>", "validate-without-checkpoint"),
     case(cli("predict"), SystemExit, "`predict`", "Pass --ckpt_path=<file.ckpt>", "predict-without-checkpoint"),
-    case(cli("test", "--ckpt_path=last"), SystemExit, "--ckpt_path=last", "run `fit` with this config first",
+    case(cli("test", "--ckpt_path=last"), FileNotFoundError, "--ckpt_path=last", "run `fit` with this config first",
          "test-last-none"),
-    case(cli("predict", "--ckpt_path=last"), SystemExit, "--ckpt_path=last", "run `fit` with this config first",
+    case(cli("predict", "--ckpt_path=last"), FileNotFoundError, "--ckpt_path=last", "run `fit` with this config first",
          "predict-last-none"),
-    case(cli("predict", "--ckpt_path={tmp}/missing.ckpt"), SystemExit, "missing.ckpt",
-         r"pass an existing \.ckpt file, or --ckpt_path=last", "predict-checkpoint-missing"),
+    case(cli("predict", "--ckpt_path={tmp}/missing.ckpt"), FileNotFoundError, "missing.ckpt",
+         r"pass an existing \.ckpt file", "predict-checkpoint-missing"),
+    case(cli("predict", "--ckpt_path={tmp}"), IsADirectoryError, "is a folder", r"pass a \.ckpt file in it",
+         "checkpoint-is-a-folder"),
+    case(cli("predict", "--ckpt_path={tmp}/bad.ckpt", prepare=bad_file("empty")), ValueError, "bad.ckpt",
+         r"is empty \(0 bytes\), not a checkpoint", "checkpoint-empty"),
+    case(cli("predict", "--ckpt_path={tmp}/bad.ckpt", prepare=bad_file("truncated")), ValueError, "bad.ckpt",
+         "is truncated .*use an earlier checkpoint", "checkpoint-truncated"),
+    case(cli("predict", "--ckpt_path={tmp}/bad.ckpt", prepare=bad_file("random")), ValueError, "bad.ckpt",
+         r"is not a PyTorch checkpoint; pass a \.ckpt written by `ssd fit`", "checkpoint-random"),
+    case(cli("predict", "--ckpt_path={tmp}/ddpm.ckpt", "--model.init_args.schedule.timesteps=50", config="ddpm_tiny",
+             prepare=cli_trained_ddpm), ValueError, "schedule.timesteps=50",
+         "contradicts the checkpoint .* has schedule.timesteps=100.* drop the option", "override-of-the-architecture"),
+    case(partial(fit_from, lambda: ddpm(net(model_channels=16))), ValueError, "is (32, 8) but this model's is (64, 16)",
+         r"holds another network; set --model\.init_args\.net\.init_args\.model_channels=8", "checkpoint-other-width"),
+    case(cli("fit", "--trainer.max_steps=1", config="ddpm_tiny", prepare=cli_fit_done), FileExistsError,
+         "already holds checkpoints of another run", "resume it with --ckpt_path=last, or give this run its own folder",
+         "second-fit-into-a-finished-run"),
+    case(cli("fit", "--model.init_args.optim.lr=-1", config="ddpm_tiny"), ValueError, "lr=-1.0",
+         r"set --model\.init_args\.optim\.lr, e\.g\. 2e-4", "lr-cli"),
     case(partial(fit_from, ssd), ValueError, "saved by DDPM", r"pass the matching model \(e\.g\. --model=DDPM",
          "checkpoint-of-another-model"),
-    case(cli("fit", "--ckpt_path={tmp}/ddpm.ckpt", "--trainer.max_steps=1", prepare=cli_trained_ddpm), SystemExit,
+    case(cli("fit", "--ckpt_path={tmp}/ddpm.ckpt", "--trainer.max_steps=1", prepare=cli_trained_ddpm), ValueError,
          "holds a DDPM", "pass the config it was trained with", "checkpoint-of-another-model-cli"),
     case(cli("predict", "--random_weights=true", "--sample_writer.run_name=old_run", prepare=samples_in("old_run")),
          FileExistsError, "old_run", "choose another --sample_writer.run_name or remove it", "predict-dir-has-samples"),
-    case(cli("fit", "--model.init_args.num_levelz=3"), SystemExit, "num_levelz", "ssd fit --help", "unknown-option"),
+    case(cli("fit", "--model.init_args.num_levelz=3"), SystemExit, "num_levelz", r"not accepted.*--help", "unknown-option"),
+    case(cli("fit", "--model.init_args.sampling.guidance_scale=2"), ValueError, "guidance_scale=2.0",
+         "build the net with num_classes and null_class=true", "guidance-without-null-class"),
 ]
 
 

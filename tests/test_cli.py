@@ -103,3 +103,39 @@ def test_checkpointing_can_be_switched_off(tmp_path, fmnist_idx, cache_dir):
                "--trainer.enable_checkpointing=false", "--trainer.max_steps=1", f"--trainer.default_root_dir={tmp_path}",
                f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}"])  # fmt: skip
     assert cli.trainer.global_step == 1 and not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("subcommand, extra, says", [
+    ("fit", ["--model.init_args.optim.lr=-1"], "error: lr=-1.0 must be > 0; set --model.init_args.optim.lr"),
+    ("fit", ["--model.init_args.schedule.kind=quad"], "error: --model.init_args.schedule.kind: Expected a"),
+    ("validate", ["--ckpt_path={tmp}"], "error: --ckpt_path={tmp} is a folder; pass a .ckpt file in it"),
+    ("test", ["--ckpt_path={tmp}/none.ckpt"], "error: --ckpt_path={tmp}/none.ckpt does not exist"),
+    ("predict", ["--model.init_args.net.init_args.model_channels=7"], "error: model_channels=7 must be even"),
+])  # fmt: skip
+def test_every_subcommand_prints_a_refusal_as_one_line_without_traceback(subcommand, extra, says, tmp_path,
+                                                                         fmnist_idx, cache_dir, monkeypatch, capsys):
+    from scale_space_diffusion.cli import main
+
+    argv = [subcommand, f"--config={ROOT / 'configs/smoke/ddpm_tiny.yaml'}", f"--trainer.default_root_dir={tmp_path}",
+            f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}", *[a.format(tmp=tmp_path) for a in extra]]
+    monkeypatch.setattr(sys, "argv", ["ssd", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and "usage:" not in err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [ln for ln in err.splitlines()
+                                                                           if says.format(tmp=tmp_path) in ln]
+
+
+def test_predict_takes_sampling_overrides_over_the_checkpoint_and_writes_nothing_over_the_run(tmp_path, fmnist_idx,
+                                                                                              cache_dir):
+    common = [f"--config={TINY_SSD}", f"--trainer.default_root_dir={tmp_path}", f"--data.idx_dir={fmnist_idx}",
+              f"--data.cache_dir={cache_dir}"]  # fmt: skip
+    run(["fit", *common, "--trainer.max_steps=2"])
+    config = (tmp_path / "config.yaml").read_text()
+    for steps in (4, 8):
+        run(["predict", *common, "--ckpt_path=last", f"--model.init_args.sampling.steps={steps}", "--data.num_samples=2",
+             f"--sample_writer.run_name=s{steps}"])  # fmt: skip
+    assert (tmp_path / "samples/s4/000000.png").read_bytes() != (tmp_path / "samples/s8/000000.png").read_bytes()
+    assert (tmp_path / "config.yaml").read_text() == config  # predict wrote no config over the training run's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "config.yaml", "samples"]

@@ -30,9 +30,12 @@ def test_fsdp_on_cpu_is_refused_before_any_work(strategy, tmp_path, monkeypatch)
 
 
 def test_ema_under_fsdp_is_refused_with_the_fix():
-    model = DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=0.999))
-    model._trainer = types.SimpleNamespace(strategy=FSDPStrategy())
+    net = lambda: UNet(16, 1, None, 8, (1, 2), 1, (), 4)  # noqa: E731
+    fsdp = types.SimpleNamespace(strategy=FSDPStrategy(), datamodule=None)
+    model = DDPM(net(), schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=0.999))
+    model._trainer = fsdp
     with pytest.raises(ValueError, match=r"ema_decay=0.999 .* set --model.init_args.optim.ema_decay=null"):
-        model.configure_callbacks()
-    model.optim = Optimization(ema_decay=None)
-    assert model.configure_callbacks() == []
+        model.setup("fit")
+    model = DDPM(net(), schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None))
+    model._trainer = fsdp
+    model.setup("fit")  # no EMA: FSDP is fine

@@ -32,18 +32,23 @@ def test_attached_trainer_is_none_where_the_public_property_raises():
     assert li.attached_trainer(model) is trainer
 
 
-def test_batches_done_counts_the_finished_batches_of_the_epoch():
+def test_batches_trained_counts_every_processed_batch_of_the_fit_and_epoch_batches_follows_the_limit():
     seen = []
 
     class Record(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            seen.append((batch_idx, li.batches_done(trainer)))
+            seen.append((batch_idx, li.batches_trained(trainer)))
 
     data = TensorDataset(torch.rand(12, 1, 16, 16) * 2 - 1, torch.zeros(12, dtype=torch.long))
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[Record()], accelerator="cpu")  # fmt: skip
     trainer.fit(tiny(), DataLoader(data, batch_size=4))
-    assert seen == [(i, i + 1) for i in range(3)] * 2
+    assert seen == [(i, e * 3 + i + 1) for e in range(2) for i in range(3)]
+    for limit in (2, 0.5):  # epoch_batches repeats Lightning's count
+        limited = L.Trainer(max_epochs=1, limit_train_batches=limit, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")  # fmt: skip
+        limited.fit(tiny(), DataLoader(data, batch_size=4))
+        assert limited.num_training_batches == li.epoch_batches(3, limit)
 
 
 def test_is_compiled_follows_module_compile():

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
-from ..lightning_internals import batches_done
+from ..lightning_internals import batches_trained, epoch_batches, next_drawing_epoch
 from .image_dataset import ArrowImages, whole_batch
 from .order import EpochSampler
 from .preprocess import small_images_message
@@ -97,7 +97,7 @@ class ImageDataModule(L.LightningDataModule):
         self.location: Path | None = None  # where the prepared data lives, set by prepare_data/setup
         self._source: Source | None = None
         self.splits: dict[str, ArrowImages] = {}
-        self._resume: tuple[int, int] | None = None  # (epoch, finished batches) from a checkpoint
+        self._resume: dict[str, int] | None = None  # training progress from a checkpoint (see state_dict)
 
     def _load(self) -> Source:
         """The source, its columns found (cached in memory; on disk under ``cache_dir``)."""
@@ -172,24 +172,24 @@ class ImageDataModule(L.LightningDataModule):
         trainer, hp = self.trainer, self.hparams
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         sampler = EpochSampler(len(self.splits["train"]), hp.seed, world, rank, flip=hp.random_flip)
+        loader = self._loader("train", sampler)
         if self._resume is not None:
-            epoch, batches = self._resume
-            sampler.resume(epoch, batches * hp.batch_size)
-            self._resume = None
-        return self._loader("train", sampler)
+            per_epoch = epoch_batches(len(loader), trainer.limit_train_batches if trainer else 1.0)
+            state, self._resume = self._resume, None
+            trained = state["batches"] if "position" not in state else state["position"]
+            trained += state.get("epoch", 0) * per_epoch if "position" not in state else 0  # before 2026-12
+            epoch, done = divmod(trained, per_epoch)
+            sampler.resume(epoch, done * hp.batch_size, next_drawing_epoch(trainer, per_epoch) if trainer else epoch)
+        return loader
 
     def state_dict(self) -> dict[str, int]:
-        """Progress through the training order, saved in checkpoints so a resumed run skips finished batches."""
+        """Progress through the training order, saved in checkpoints so a resumed run skips finished batches:
+        ``position``, the batches trained since the start of fit (whatever Lightning's epoch counter says)."""
         trainer = self.trainer
-        if trainer is None:
-            return {}
-        epoch, done = trainer.current_epoch, batches_done(trainer)
-        if done >= trainer.num_training_batches:  # a checkpoint at the end of an epoch resumes at the next one
-            epoch, done = epoch + 1, 0
-        return {"epoch": epoch, "batches": done}
+        return {} if trainer is None else {"position": batches_trained(trainer)}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume = (state_dict["epoch"], state_dict["batches"]) if state_dict else None
+        self._resume = dict(state_dict) if state_dict else None
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

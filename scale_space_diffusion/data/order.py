@@ -18,17 +18,26 @@ class EpochSampler(DistributedSampler):
     Epoch ``e`` draws a permutation of ``range(n)`` and one flip bit per position from a generator seeded with
     ``seed + e``, pads it to a multiple of ``num_replicas`` and deals it to ranks as torch's
     ``DistributedSampler`` does (Lightning keeps a ``DistributedSampler`` as is instead of wrapping it).
-    ``resume(epoch, skip)`` makes the next pass over ``epoch`` skip the samples already trained on.
+    ``resume(epoch, skip, trainer_epoch)`` makes the next pass over ``epoch`` skip the samples already trained on,
+    and keeps the data's epochs in step when the Trainer's epoch counter says otherwise (a checkpoint written at
+    the end of ``fit`` counts its unfinished epoch as done, so the resumed Trainer starts one epoch ahead).
     """
 
     def __init__(self, n: int, seed: int = 0, num_replicas: int = 1, rank: int = 0, flip: bool = False):
         super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self.flip = flip
         self._skip: tuple[int, int] | None = None  # (epoch, samples to skip on this rank)
+        self._shift = 0  # data epoch - Trainer epoch
 
-    def resume(self, epoch: int, skip: int) -> None:
-        """Make the next pass over ``epoch`` start after its first ``skip`` samples (on this rank)."""
-        self.set_epoch(epoch)  # also right when a worker pool iterates before Lightning calls set_epoch
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning with its epoch counter at every epoch start."""
+        super().set_epoch(epoch + self._shift)
+
+    def resume(self, epoch: int, skip: int, trainer_epoch: int | None = None) -> None:
+        """Make the next pass over data epoch ``epoch`` start after its first ``skip`` samples (on this rank);
+        ``trainer_epoch`` is what the Trainer will call that pass (default: the same)."""
+        self._shift = 0 if trainer_epoch is None else epoch - trainer_epoch
+        super().set_epoch(epoch)  # also right when a worker pool iterates before Lightning calls set_epoch
         self._skip = (epoch, skip)
 
     def __iter__(self) -> Iterator[tuple[int, bool]]:

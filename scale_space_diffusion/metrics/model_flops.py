@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .flops import count_flops, count_params, count_train_flops
+from ..diffusion.ddim import range_basis
 from ..diffusion.rng import randn
 from ..diffusion.sampler import jumps, respaced_steps, reverse_step
 
@@ -66,6 +67,7 @@ def _warm_caches(model) -> None:
         x_s = torch.zeros(1, model.channels, ladder.res(t - 1), ladder.res(t - 1), **like)
         process.posterior_mean(x_t, x_s, t, t - 1)
         process.posterior_noise(x_s, t, t - 1)
+        range_basis(process.resize.kind, ladder.res(t - 1), ladder.res(t))  # the DDIM transition basis
 
 
 def step_flops(model, t: int, s: int) -> dict[str, int]:
@@ -80,7 +82,8 @@ def step_flops(model, t: int, s: int) -> dict[str, int]:
     t_batch = torch.full((1,), t, dtype=torch.long, device=model.device)
     labels = _labels(model)
     denoise = count_flops(model.denoise, x, t_batch, ladder.res(s), labels)
-    step = count_flops(reverse_step, model.denoise, model.process, x, t, s, labels=labels, generator=g)
+    eta = model.sampling.effective_eta
+    step = count_flops(reverse_step, model.denoise, model.process, x, t, s, eta=eta, labels=labels, generator=g)
     return {"denoise": denoise, "posterior": step - denoise}
 
 
@@ -147,13 +150,14 @@ def training_flops_breakdown(model, cache: dict | None = None) -> dict:
     """
     was_training = model.training
     model.train()
+    model.prepare_fit()  # e.g. Spectral Diffusion's teacher
     _warm_caches(model)
     cache = {} if cache is None else cache
     C, R = model.channels, model.image_size
     g = torch.Generator().manual_seed(0)
     x0 = randn((1, C, R, R), g, like=torch.empty(0, device=model.device)).clamp(-1, 1)
     labels = _labels(model)
-    teacher = getattr(model, "teacher", None)
+    teacher = model.teacher
     paths, student, teacher_total = {}, 0.0, 0.0
     T = model.process.T
     for path, (t0, count) in sorted(_train_paths(model).items(), reverse=True):
@@ -161,7 +165,7 @@ def training_flops_breakdown(model, cache: dict | None = None) -> dict:
         noise = randn((1, C, path[0], path[0]), g, like=x0)
 
         def loss() -> Tensor:
-            per_sample, extra = model.loss_terms(x0, t, noise, labels)
+            per_sample, extra = model.loss_terms(x0, t, noise, labels, model.net)
             return per_sample.mean() + sum(extra.values())
 
         if ("train", path) not in cache:
@@ -189,7 +193,7 @@ def param_counts(model) -> dict:
     """
     net = model.net
     out = {"params": count_params(net), "trainable_params": count_params(model, trainable_only=True)}
-    teacher = getattr(model, "teacher", None)
+    teacher = model.teacher
     out["teacher_params"] = count_params(teacher) if teacher is not None else 0
     active = {}
     for path in sorted(_train_paths(model), reverse=True):

@@ -2,6 +2,10 @@
 
 Subclasses say how the network is called (:meth:`raw_network`), which process they use, and may add loss
 terms (:meth:`loss_terms`); training, validation, test, sampling and checkpoints are shared.
+
+EMA: the module holds ``net_ema``, torch's ``AveragedModel`` of ``net`` with an EMA update after every optimizer
+step. Nothing is ever swapped: a checkpoint's ``state_dict`` holds the raw weights (``net.*``, the training state)
+and the EMA beside them (``net_ema.module.*``); sampling, grids, validation, test and predict use the EMA.
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..diffusion.loss import DiffusionLoss
 from ..diffusion.process import ScaleSpaceProcess
 from ..diffusion.rng import Generator, sample_generators, seeded_generator
-from ..diffusion.sampler import prior, sample_respaced
+from ..diffusion.guidance import drop_labels, guided
+from ..diffusion.sampler import prior, sample
 from ..images import save_grid, to_uint8
 from ..lightning_internals import attached_trainer, is_compiled
 from .settings import Optimization, Sampling, plain
+from .checkpoint_io import use_atomic_checkpoint_io
+from .legacy import upgrade_state
 
 LOSS_BUCKETS = 4  # validation and test losses are also logged per timestep quarter
 
@@ -44,15 +51,33 @@ class DiffusionModule(L.LightningModule):
         self.optim, self.sampling = optim, sampling
         self.torch_compile = torch_compile
         self._train_seed: int | None = None
+        self.net_ema: AveragedModel | None = None
+        if optim.ema_decay is not None:
+            self.net_ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(optim.ema_decay), use_buffers=True)
+            self.net_ema.requires_grad_(False)
 
     # -- the network contract --------------------------------------------------------------
-    def raw_network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor:
-        """The network's raw output for x_t (B,C,r,r) at out_res: eps or x0 per ``loss_fn.prediction``."""
-        return self.net(x_t, t, labels)
+    def raw_network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None, net: nn.Module | None = None) -> Tensor:
+        """The raw output of ``net`` (default: the trained ``self.net``) for x_t (B,C,r,r) at out_res: eps or x0."""
+        return (self.net if net is None else net)(x_t, t, labels)
 
     def denoise(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None = None) -> Tensor:
-        """x0_hat (B,C,out_res,out_res): the sampler's denoiser, through the loss's parameterization."""
-        return self.loss_fn.parameterization.x0(self.raw_network(x_t, t, out_res, labels), x_t, t, self.process.schedule)
+        """x0_hat (B,C,out_res,out_res) of the sampling network, with classifier-free guidance (G1) if asked for:
+        the sampler's denoiser."""
+        net = self.sampling_net
+        raw = guided(lambda *a: self.raw_network(*a, net), self.sampling.guidance_scale)(x_t, t, out_res, labels)
+        return self.loss_fn.parameterization.x0(raw, x_t, t, self.process.schedule)
+
+    @property
+    def sampling_net(self) -> nn.Module:
+        """The EMA of the weights once it has started, else the raw network."""
+        ema = self.net_ema
+        return ema.module if ema is not None and int(ema.n_averaged) > 0 else self.net
+
+    @property
+    def weights_used(self) -> str:
+        """"EMA" or "raw": what sampling, grids, validation and test use now (for log lines)."""
+        return "raw" if self.sampling_net is self.net else "EMA"
 
     def net_path(self, in_res: int, out_res: int) -> tuple[int, int]:
         """The (input, output) resolutions the network itself runs for a denoiser call in_res -> out_res."""
@@ -71,9 +96,11 @@ class DiffusionModule(L.LightningModule):
         return bool(self.net.num_classes)
 
     # -- one step for train / val / test ---------------------------------------------------
-    def loss_terms(self, x0: Tensor, t: Tensor, noise: Tensor, labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
-        """(per-sample denoising loss (B,), extra weighted terms {name: scalar}); the loss is their sum."""
-        return self.loss_fn(self.raw_network, self.process, x0, t, noise, labels), {}
+    def loss_terms(self, x0: Tensor, t: Tensor, noise: Tensor, labels: Tensor | None,
+                   net: nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+        """(per-sample denoising loss (B,) of ``net``, extra weighted terms {name: scalar}); the loss is their sum."""
+        raw = lambda x_t, t, out_res, labels: self.raw_network(x_t, t, out_res, labels, net)  # noqa: E731
+        return self.loss_fn(raw, self.process, x0, t, noise, labels), {}
 
     def _shared_step(self, batch, batch_idx: int, stage: str) -> Tensor:
         images, labels = batch
@@ -83,14 +110,20 @@ class DiffusionModule(L.LightningModule):
                 f"{self.image_size}); set data.channels / data.image_size to match the model"
             )
         labels = labels if self.conditional else None
-        # Randomness is a function of (seed, stage, step, batch): resumed runs repeat it exactly. Every rank
-        # draws the batch's resolution alike (one network path per step); t and noise are the rank's own.
-        key = (self.train_seed, stage, self.global_step, batch_idx)
+        # Randomness is a function of (seed, stage, step, batch): resumed runs repeat it exactly (training keys on
+        # the optimizer step, not on Lightning's batch_idx, which restarts when a resumed run starts a new epoch).
+        # Every rank draws the batch's resolution alike (one network path per step); t and noise are its own.
+        trainer = attached_trainer(self)
+        accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
+        micro = batch_idx % accumulate if stage == "train" else batch_idx
+        key = (self.train_seed, stage, self.global_step, micro)
         local = seeded_generator(*key, "rank", self.global_rank)
+        if stage == "train" and labels is not None:  # classifier-free guidance: train the unconditional model too
+            labels = drop_labels(labels, self.optim.cond_drop_prob, seeded_generator(*key, "rank", self.global_rank, "cfg"))
         t = self.process.ladder.sample_t(len(images), generator=local, shared=seeded_generator(*key)).to(self.device)
         r = self.process.ladder.res(int(t[0]))
         noise = torch.randn(len(images), images.shape[1], r, r, generator=local).to(self.device, images.dtype)
-        per_sample, extra = self.loss_terms(images, t, noise, labels)
+        per_sample, extra = self.loss_terms(images, t, noise, labels, self.net if stage == "train" else self.sampling_net)
         denoise = per_sample.mean()
         loss = denoise + sum(extra.values())
         if not torch.isfinite(loss):
@@ -122,7 +155,17 @@ class DiffusionModule(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
 
+    def prepare_fit(self) -> None:
+        """Load what training needs beyond the model's own weights (Spectral Diffusion: its teacher)."""
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        """A frozen network the loss distils from (Spectral Diffusion), else None."""
+        return None
+
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.prepare_fit()
         T, steps = self.process.T, self.sampling.steps
         if steps is not None and not 1 <= steps <= T:
             raise ValueError(f"sampling.steps={steps} must be in 1..{T} (timesteps) or null (all steps)")
@@ -134,39 +177,74 @@ class DiffusionModule(L.LightningModule):
                 f"the data has {data_classes} classes but the net has num_classes={self.net.num_classes}; set "
                 f"--model.init_args.net.init_args.num_classes={data_classes}"
             )
-        # After callbacks' setup, so EMA copies the plain network. In place: parameter names are unchanged.
-        if self.torch_compile and not is_compiled(self.net):
-            self.net.compile()
+        self._check_guidance()
+        if trainer is not None and stage == "fit":
+            from lightning.pytorch.strategies import FSDPStrategy
+
+            if self.net_ema is not None and isinstance(trainer.strategy, FSDPStrategy):
+                raise ValueError(
+                    f"ema_decay={self.optim.ema_decay} keeps an unsharded EMA copy of the network, which FSDP's "
+                    "sharded parameters cannot update; set --model.init_args.optim.ema_decay=null with strategy=fsdp, "
+                    "or use ddp"
+                )
+            use_atomic_checkpoint_io(trainer.strategy)
+        # In place, so parameter names are unchanged; the EMA copy is compiled too, as it samples.
+        for net in (self.net, self.net_ema):
+            if self.torch_compile and net is not None and not is_compiled(net):
+                net.compile()
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """Lightning's step, then the EMA update (so every checkpoint of step k holds the EMA of step k).
+
+        The EMA is updated from ``ema_start_step`` on; its first update copies the weights.
+        """
+        super().optimizer_step(*args, **kwargs)
+        if self.net_ema is not None and self.global_step - 1 >= self.optim.ema_start_step:
+            self.net_ema.update_parameters(self.net)
 
     def configure_callbacks(self):
-        decay = self.optim.ema_decay
-        if decay is None:
-            return []
-        from lightning.pytorch.strategies import FSDPStrategy
+        """The run lifecycle (end of fit saved, Ctrl-C and SIGTERM checkpointed), unless the Trainer has one."""
+        from ..callbacks import RunLifecycle
 
-        if isinstance(self.trainer.strategy, FSDPStrategy):
+        return [] if any(isinstance(cb, RunLifecycle) for cb in self.trainer.callbacks) else [RunLifecycle()]
+
+    def _check_guidance(self) -> None:
+        """Refuse guidance or label dropout the net cannot do, before any work."""
+        w, p = self.sampling.guidance_scale, self.optim.cond_drop_prob
+        if (w != 1 or p > 0) and getattr(self.net, "null_emb", None) is None:
             raise ValueError(
-                f"ema_decay={decay} keeps a full, unsharded copy of the model, which FSDP's sharded parameters "
-                "cannot update; set --model.init_args.optim.ema_decay=null with strategy=fsdp, or use ddp"
+                f"guidance_scale={w} / cond_drop_prob={p} need a class-conditional net with a null-label embedding; "
+                "build the net with num_classes and null_class=true (and train with optim.cond_drop_prob=0.1)"
             )
-        return [EMAWeightAveraging(decay=decay, update_starting_at_step=self.optim.ema_start_step)]
+        if w != 1 and p == 0:
+            raise ValueError(
+                f"guidance_scale={w} needs a net trained with label dropout, but this one was trained with "
+                "optim.cond_drop_prob=0, so its unconditional model is untrained; use sampling.guidance_scale=1, or "
+                "train with --model.init_args.optim.cond_drop_prob=0.1"
+            )
 
     # -- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(
         self,
-        generator: Generator,
+        generator: Generator = None,
         labels: Tensor | None = None,
         steps: int | None = None,
         callback=None,
         progress: bool = False,
+        num_images: int | None = None,
     ) -> Tensor:
-        """Images (B,C,R,R) in [-1, 1]; B = len(generator) for per-sample generators."""
-        batch = len(generator) if isinstance(generator, list) else len(labels)
+        """Images (B,C,R,R) in [-1, 1] from ``sampling``'s sampler.
+
+        ``generator``: one per image (B = len), or one for the batch of ``num_images`` (default len(labels), or 1).
+        """
+        self._check_guidance()
+        per_image = isinstance(generator, (list, tuple))
+        batch = len(generator) if per_image else num_images or (len(labels) if labels is not None else 1)
         x = prior(self.process, batch, self.channels, generator, like=torch.empty(0, device=self.device))
-        num_steps = steps or self.sampling.steps or self.process.T
-        return sample_respaced(self.denoise, self.process, x, num_steps=num_steps, labels=labels,
-                               generator=generator, callback=callback, disable=not progress)  # fmt: skip
+        steps = steps or self.sampling.steps or self.process.T
+        return sample(self.denoise, self.process, x, steps=steps, eta=self.sampling.effective_eta, labels=labels,
+                      generator=generator, callback=callback, disable=not progress)  # fmt: skip
 
     def sample_labels(self, indices: Tensor) -> Tensor | None:
         """Class-conditional nets sample class ``index % num_classes`` (balanced classes)."""
@@ -199,9 +277,9 @@ class DiffusionModule(L.LightningModule):
             self.save_sample_grid(f"epoch{self.current_epoch:03d}_step{self.global_step:06d}")
 
     def on_train_end(self):
-        path = self.save_sample_grid(f"final_step{self.global_step:06d}")  # EMA weights are in place by now
+        path = self.save_sample_grid(f"final_step{self.global_step:06d}")
         if path is not None:
-            rank_zero_info(f"Sample grid ({'EMA' if self.optim.ema_decay else 'raw'} weights): {path}")
+            rank_zero_info(f"Sample grid ({self.weights_used} weights): {path}")
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -210,6 +288,33 @@ class DiffusionModule(L.LightningModule):
         if self._train_seed is None:
             self._train_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         return self._train_seed
+
+    def _check_shapes(self, checkpoint: dict) -> None:
+        """A checkpoint of another network is refused naming the first differing tensor and the option to change."""
+        mine = self.state_dict()
+        for key, value in checkpoint["state_dict"].items():
+            if key in mine and mine[key].shape != value.shape:
+                saved = checkpoint.get("net_config") or {}
+                diff = [k for k, v in saved.items() if self.net.config.get(k, v) != v]
+                fix = (f"set --model.init_args.net.init_args.{diff[0]}={saved[diff[0]]} (the checkpoint's; this model "
+                       f"has {self.net.config[diff[0]]})" if diff else "use the config it was trained with")
+                raise ValueError(f"the checkpoint's {key} is {tuple(value.shape)} but this model's is "
+                                 f"{tuple(mine[key].shape)}: it holds another network; {fix}")  # fmt: skip
+
+    def load_checkpoint_state(self, checkpoint: dict) -> None:
+        """Load a checkpoint's weights (raw and EMA) outside a Trainer, as Lightning would: hook, then state dict."""
+        self.on_load_checkpoint(checkpoint)
+        self.load_state_dict(checkpoint["state_dict"])
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
+        """Lightning's standard call, answered by :func:`~.loading.load_model`: the network is rebuilt from the
+        checkpoint, a Spectral Diffusion student needs no teacher file, and old checkpoints are upgraded.
+        ``kwargs`` override saved constructor arguments; the model is returned in eval mode on ``map_location``."""
+        from .loading import load_model
+
+        model = load_model(str(checkpoint_path), expected=cls, **kwargs)
+        return model.to(map_location) if map_location is not None else model
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["hyper_parameters"] = plain(dict(checkpoint.get("hyper_parameters", {})))  # weights_only-safe
@@ -229,6 +334,8 @@ class DiffusionModule(L.LightningModule):
                 f"this checkpoint was saved by {saved}, not {type(self).__name__}; "
                 f"pass the matching model (e.g. --model={saved} or the config it was trained with)"
             )
+        checkpoint["state_dict"] = upgrade_state(checkpoint, self)
+        self._check_shapes(checkpoint)
         self._train_seed = checkpoint.get("train_seed", self._train_seed)
         trainer = attached_trainer(self)
         resuming = trainer is not None and trainer.state.fn == "fit"

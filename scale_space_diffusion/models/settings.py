@@ -10,7 +10,7 @@ back into its group.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 G = TypeVar("G")
 
@@ -24,12 +24,16 @@ class Optimization:
         weight_decay: AdamW weight decay.
         ema_decay: EMA decay per step; None disables EMA. Sampling, grids and checkpoints' inference weights use EMA.
         ema_start_step: the EMA starts as a copy of the weights at this step.
+        cond_drop_prob: class-conditional nets: the share of training labels replaced by "no label" (-1), so the
+            net also learns the unconditional model that classifier-free guidance needs; the net must have
+            null_class=true.
     """
 
     lr: float = 2e-4
     weight_decay: float = 0.0
     ema_decay: float | None = 0.9999
     ema_start_step: int = 0
+    cond_drop_prob: float = 0.0
 
     def __post_init__(self):
         if not self.lr > 0:
@@ -40,6 +44,8 @@ class Optimization:
             raise ValueError(f"ema_decay={self.ema_decay} must be in (0, 1) or null; e.g. 0.9999, or null for no EMA")
         if self.ema_start_step < 0:
             raise ValueError(f"ema_start_step={self.ema_start_step} must be >= 0")
+        if not 0 <= self.cond_drop_prob < 1:
+            raise ValueError(f"cond_drop_prob={self.cond_drop_prob} must be in [0, 1), e.g. 0.1")
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,22 @@ class Sampling:
 
     Args:
         steps: sampler steps (respaced; SSD always keeps its transitions); None runs all T steps.
+        sampler: "ancestral" (the exact posterior at every step) or "ddim" (the DDIM family; for SSD its
+            scale-space generalisation), which keeps every marginal exact at any eta.
+        eta: the DDIM noise level in [0, 1]: 0 is deterministic (but for fresh noise where a transition doubles
+            the resolution), 1 is ancestral sampling. Used by sampler="ddim".
+        guidance_scale: classifier-free guidance w: x0_hat = x0_uncond + w (x0_cond - x0_uncond); 1 is the
+            conditional model (no guidance), 0 the unconditional one. w != 1 needs a net trained with
+            optim.cond_drop_prob > 0.
         seed: image i is drawn from a generator seeded by (seed, i), whatever the batch or device.
         grid_every_n_epochs: validation epochs between sample grids; 0 disables them.
         grid_size: images per sample grid.
     """
 
     steps: int | None = 100
+    sampler: Literal["ancestral", "ddim"] = "ancestral"
+    eta: float = 0.0
+    guidance_scale: float = 1.0
     seed: int = 0
     grid_every_n_epochs: int = 1
     grid_size: int = 16
@@ -61,6 +77,15 @@ class Sampling:
     def __post_init__(self):
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"sampling.steps={self.steps} must be >= 1, or null for all timesteps")
+        if self.sampler not in ("ancestral", "ddim"):
+            raise ValueError(f"sampling.sampler={self.sampler!r} must be 'ancestral' or 'ddim'")
+        if not 0 <= self.eta <= 1:
+            raise ValueError(f"sampling.eta={self.eta} must be in [0, 1]: 0 deterministic DDIM, 1 ancestral")
+
+    @property
+    def effective_eta(self) -> float:
+        """The eta the sampler runs with: 1 for ancestral sampling."""
+        return 1.0 if self.sampler == "ancestral" else self.eta
         if self.grid_every_n_epochs < 0 or self.grid_size < 0:
             raise ValueError(f"grid_every_n_epochs={self.grid_every_n_epochs} and grid_size={self.grid_size} must be >= 0")
 

@@ -1,7 +1,8 @@
 """Spectral Diffusion (Yang et al., "Diffusion Probabilistic Model Made Slim", CVPR 2023, arXiv 2211.17106).
 
 A slim wavelet-gated UNet trained with L = L_denoise + lambda_s L_spatial + lambda_f L_freq, distilled from a
-frozen DDPM teacher. Features are matched at the end of every decoder level and at the output; student
+frozen DDPM teacher. The teacher is read only when ``fit`` starts: a trained student's checkpoint is self-contained
+(its feature adapters are rebuilt from the checkpoint's shapes) and samples after the teacher file is gone. Features are matched at the end of every decoder level and at the output; student
 features are mapped to the teacher's width by learned 1x1 convs. No official code exists: our choices are
 listed in the README's "Spectral Diffusion" section.
 Deviation: pixel space, not latent (no pretrained autoencoder offline); the teacher is our DDPM.
@@ -35,7 +36,8 @@ class SpectralDiffusion(DDPM):
 
     Args:
         net: usually a SpectralUNet.
-        teacher: checkpoint of a trained DDPM; None trains the slim net plainly.
+        teacher: checkpoint of a trained DDPM, read when fit starts; None trains the slim net plainly. Sampling,
+            test and predict never read it.
         spatial_weight: lambda_s, the weight of the feature MSE.
         spectral_weight: lambda_f, the weight of the frequency-weighted feature loss.
         alpha: exponent of omega = |FFT2(x_0)|^alpha.
@@ -62,12 +64,24 @@ class SpectralDiffusion(DDPM):
         super().__init__(net, schedule, loss, optim, sampling, torch_compile)
         self.save_hyperparameters(ignore=["net"])
         self.distill = SpectralDistillationLoss(spatial_weight, spectral_weight, alpha)
+        self.teacher_path = teacher
         self._teacher: _Frozen | None = None
-        self.align = nn.ModuleDict()
-        if teacher is not None:
-            self._attach_teacher(load_model(teacher, expected=DDPM), teacher)
+        self.align = nn.ModuleDict()  # student -> teacher width, per matched resolution
 
-    def _attach_teacher(self, teacher: DDPM, source: str = "the teacher") -> None:
+    def prepare_fit(self) -> None:
+        """Read the teacher checkpoint (if one is named and none is attached yet)."""
+        if self.teacher_path is not None and self._teacher is None:
+            self.attach_teacher(load_model(self.teacher_path, expected=DDPM, what="teacher"), self.teacher_path)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        for key, weight in checkpoint["state_dict"].items():  # adapters of a distilled student, teacher or not
+            res = key.split(".")[1] if key.startswith("align.") and key.endswith(".weight") else None
+            if res is not None and res not in self.align:
+                self.align[res] = nn.Conv2d(weight.shape[1], weight.shape[0], 1)
+
+    def attach_teacher(self, teacher: DDPM, source: str = "the teacher") -> None:
+        """Check ``teacher`` against the student, freeze it, and add the 1x1 feature adapters it needs."""
         if type(teacher) is not DDPM:
             raise TypeError(
                 f"{source} holds a {type(teacher).__name__}, but the teacher must be a plain DDPM; "
@@ -90,20 +104,23 @@ class SpectralDiffusion(DDPM):
         self._teacher = _Frozen(teacher.net)
         self.matched = sorted(set(t_net.levels) & set(s_net.levels))
         for res in self.matched:
-            self.align[str(res)] = nn.Conv2d(s_net.level_channels[res], t_net.level_channels[res], 1)
+            if str(res) not in self.align:
+                self.align[str(res)] = nn.Conv2d(s_net.level_channels[res], t_net.level_channels[res], 1)
 
     @property
     def teacher(self) -> nn.Module | None:
         return None if self._teacher is None else self._teacher.module
 
-    def loss_terms(self, x0: Tensor, t: Tensor, noise: Tensor, labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss_terms(self, x0: Tensor, t: Tensor, noise: Tensor, labels: Tensor | None,
+                   net: nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
         """The denoising loss, plus lambda_s L_spatial and lambda_f L_freq against the teacher on the same x_t."""
         if self.teacher is None:
-            return super().loss_terms(x0, t, noise, labels)
+            return super().loss_terms(x0, t, noise, labels, net)
+        net = self.net if net is None else net
         seen: dict = {"features": {}}
 
         def student(x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor:
-            seen["x_t"], seen["out"] = x_t, self.net(x_t, t, labels, features=seen["features"])
+            seen["x_t"], seen["out"] = x_t, net(x_t, t, labels, features=seen["features"])
             return seen["out"]
 
         per_sample = self.loss_fn(student, self.process, x0, t, noise, labels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..diffusion.degradation import Resize, ResizeKind
 from ..diffusion.ladder import LadderSchedule, ResolutionLadder
@@ -113,13 +113,14 @@ class ScaleSpaceDiffusion(DiffusionModule):
             return (R, R)
         return (in_res, out_res)
 
-    def raw_network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor:
+    def raw_network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None, net: nn.Module | None = None) -> Tensor:
+        net = self.net if net is None else net
         R, r = self.image_size, x_t.shape[-1]
         if self.unet_mode == "full":  # ablation: whole UNet at R, output resized down to out_res
-            return self.process.resize.down(self.net(upsample(x_t, R), t, labels), out_res)
+            return self.process.resize.down(net(upsample(x_t, R), t, labels), out_res)
         if self.net_path(r, out_res) != (r, out_res):  # into the top level: upsample x_t, run the R path
-            return self.net(upsample(x_t, R), t, labels)
-        return self.net(x_t, t, labels, out_res=out_res)
+            return net(upsample(x_t, R), t, labels)
+        return net(x_t, t, labels, out_res=out_res)
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> dict:
         """Samples per index; the first batch also returns a ladder strip of x_t and x0_hat at each level."""

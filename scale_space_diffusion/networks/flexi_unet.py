@@ -43,11 +43,12 @@ class FlexiUNet(UNet):
         num_heads: int = 4,
         dropout: float = 0.0,
         num_classes: int | None = None,
+        null_class: bool = False,  # a learned "no label" embedding (label -1), for classifier-free guidance
         layout: Layout = "full",  # "official": the authors' decoder (see module docstring)
     ):
         super().__init__(
             image_size, in_channels, out_channels, model_channels, channel_mult,
-            num_res_blocks, attention_resolutions, num_heads, dropout, num_classes,
+            num_res_blocks, attention_resolutions, num_heads, dropout, num_classes, null_class,
         )  # fmt: skip
         if layout not in ("full", "official"):
             raise ValueError(f"unknown layout {layout!r}; use 'full' or 'official'")
@@ -110,4 +111,7 @@ class FlexiUNet(UNet):
         mods += [self.adapters_out[str(out_res)]] if str(out_res) in self.adapters_out else []
         if self.label_emb is not None:
             mods.append(self.label_emb)
-        return sum(p.numel() for p in {id(p): p for m in mods for p in m.parameters()}.values())
+        params = {id(p): p for m in mods for p in m.parameters()}
+        if self.null_emb is not None:
+            params[id(self.null_emb)] = self.null_emb
+        return sum(p.numel() for p in params.values())

@@ -29,6 +29,7 @@ class SpectralUNet(UNet):
         num_heads: int = 4,
         dropout: float = 0.0,
         num_classes: int | None = None,
+        null_class: bool = False,  # a learned "no label" embedding (label -1), for classifier-free guidance
         gating: bool = True,  # wavelet-gated resampling; False: the UNet's conv resampling
         gate_reduction: int = 4,  # gate MLP hidden width C / gate_reduction
         down_mode: Literal["sum", "concat"] = "sum",  # WG-Down: sum of gated sub-bands, or concat + 1x1 conv
@@ -36,7 +37,7 @@ class SpectralUNet(UNet):
         self.gating, self.gate_reduction, self.down_mode = gating, gate_reduction, down_mode  # read by make_down/up
         super().__init__(
             image_size, in_channels, out_channels, model_channels, channel_mult,
-            num_res_blocks, attention_resolutions, num_heads, dropout, num_classes,
+            num_res_blocks, attention_resolutions, num_heads, dropout, num_classes, null_class,
         )  # fmt: skip
 
     def make_down(self, channels: int) -> nn.Module:

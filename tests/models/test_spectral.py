@@ -4,8 +4,7 @@ import torch
 from conftest import train_and_save
 
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
-from scale_space_diffusion.models.settings import Optimization
-from scale_space_diffusion.models.settings import Sampling
+from scale_space_diffusion.models.settings import Optimization, Sampling
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.models.loading import load_model
 from scale_space_diffusion.models.spectral import SpectralDiffusion
@@ -22,7 +21,10 @@ def teacher_ckpt(tmp_path_factory):
 
 
 def student(teacher, **kw):
-    return SpectralDiffusion(SpectralUNet(**NET, model_channels=8), teacher=teacher, **kw, schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None))
+    model = SpectralDiffusion(SpectralUNet(**NET, model_channels=8), teacher=teacher, **kw,
+                              schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None))
+    model.prepare_fit()  # what setup("fit") does: read the teacher
+    return model
 
 
 def test_teacher_is_frozen_unsaved_and_gets_no_gradient(teacher_ckpt):
@@ -60,3 +62,11 @@ def test_gating_off_uses_conv_resampling():
     net = SpectralUNet(**NET, model_channels=8, gating=False)
     assert isinstance(net.enc["8x8_down"], torch.nn.Conv2d)
     assert type(SpectralUNet(**NET, model_channels=8).enc["8x8_down"]).__name__ == "WGDown"
+
+
+def test_the_teacher_is_read_when_fit_starts_not_when_the_student_is_built(tmp_path):
+    missing = str(tmp_path / "gone.ckpt")
+    model = SpectralDiffusion(SpectralUNet(**NET, model_channels=8), teacher=missing)  # builds: sampling needs no teacher
+    assert model.teacher is None and model.sample([torch.Generator().manual_seed(0)], steps=2).shape == (1, 1, 16, 16)
+    with pytest.raises(FileNotFoundError, match="gone.ckpt"):
+        model.prepare_fit()

@@ -1,0 +1,59 @@
+"""Reading checkpoints written by earlier versions of this package.
+
+Up to c666f5b the shared settings were flat hyperparameters (``lr``, ``sample_steps``, ...) and EMA was Lightning's
+``EMAWeightAveraging`` callback, which saves the EMA as ``state_dict`` and the raw weights as ``current_model_state``.
+Today the settings are typed groups and the module owns its EMA (``net_ema.*`` beside ``net.*``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+# flat hyperparameter of old checkpoints -> (group, field)
+_FLAT = {
+    "lr": ("optim", "lr"), "weight_decay": ("optim", "weight_decay"), "ema_decay": ("optim", "ema_decay"),
+    "ema_start_step": ("optim", "ema_start_step"), "sample_steps": ("sampling", "steps"),
+    "sample_seed": ("sampling", "seed"), "grid_every_n_epochs": ("sampling", "grid_every_n_epochs"),
+    "grid_size": ("sampling", "grid_size"), "beta_schedule": ("schedule", "kind"),
+    "timesteps": ("schedule", "timesteps"), "prediction": ("loss", "prediction"),
+    "weighting": ("loss", "weighting"), "snr_gamma": ("loss", "snr_gamma"),
+}  # fmt: skip
+_DROPPED = {"loss_buckets"}  # old settings that are now fixed
+
+
+def upgrade_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoint hyperparameters in today's form: old flat settings are moved into their groups."""
+    out: dict[str, Any] = {}
+    for key, value in hparams.items():
+        if key in _DROPPED:
+            continue
+        if key in _FLAT:
+            group, name = _FLAT[key]
+            out.setdefault(group, {})[name] = value
+        else:
+            out[key] = value
+    if "loss" in out and str(out.get("_class_path", "")).endswith("ScaleSpaceDiffusion"):
+        out["loss"].setdefault("prediction", "x0")
+    return out
+
+
+def upgrade_state(checkpoint: dict[str, Any], model) -> dict[str, Tensor]:
+    """The checkpoint's ``state_dict`` in the layout ``model`` has (raw ``net.*`` and, with EMA, ``net_ema.*``)."""
+    state = checkpoint["state_dict"]
+    has_ema = any(k.startswith("net_ema.") for k in state)
+    if model.net_ema is None:
+        return {k: v for k, v in state.items() if not k.startswith("net_ema.")}
+    if has_ema:
+        return state
+    if "current_model_state" in checkpoint:  # Lightning's EMA callback: state_dict is the EMA
+        raw, ema = checkpoint["current_model_state"], state
+        n = checkpoint.get("averaging_state", {}).get("n_averaged", torch.tensor(1))
+    else:  # trained without EMA: the EMA starts from these weights at the next update
+        raw, ema, n = state, state, torch.tensor(0)
+    out = dict(raw)
+    out.update({"net_ema.module." + k[len("net."):]: v for k, v in ema.items() if k.startswith("net.")})
+    out["net_ema.n_averaged"] = torch.as_tensor(n, dtype=torch.long).reshape(())
+    return out
