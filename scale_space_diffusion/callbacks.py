@@ -79,7 +79,9 @@ class SampleWriter(BasePredictionWriter):
         if images.shape[-1] < 64:  # a grid is for people: nearest-upscale small images (sample PNGs stay native)
             images = images.repeat_interleave(64 // images.shape[-1], -1).repeat_interleave(64 // images.shape[-1], -2)
         save_png(grid(images), self.run_dir / "grid.png")
-        print(f"Wrote {len(list(self.run_dir.glob('[0-9]*.png')))} samples and a grid to {self.run_dir}/grid.png")
+        weights = getattr(pl_module, "weights_used", "the model's")
+        print(f"Wrote {len(list(self.run_dir.glob('[0-9]*.png')))} samples ({weights} weights) and a grid to "
+              f"{self.run_dir}/grid.png")
 
 
 class RunLifecycle(L.Callback):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import torch
@@ -24,7 +25,7 @@ from ..diffusion.process import ScaleSpaceProcess
 from ..diffusion.rng import Generator, sample_generators, seeded_generator
 from ..diffusion.guidance import drop_labels, guided
 from ..diffusion.sampler import prior, sample
-from ..images import save_grid, to_uint8
+from ..images import grid, save_grid, to_uint8
 from ..lightning_internals import attached_trainer, is_compiled
 from .settings import Optimization, Sampling, plain
 from .checkpoint_io import use_atomic_checkpoint_io
@@ -129,7 +130,8 @@ class DiffusionModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite {stage} loss {loss.item()} at global step {self.global_step} with t in "
-                f"[{int(t.min())}, {int(t.max())}]; lower the learning rate or check the data. "
+                f"[{int(t.min())}, {int(t.max())}]; resume from the last checkpoint with a lower --model.init_args.optim.lr, "
+                "or check the data. "
                 "Checkpoints already written are kept."
             )
         sync, n = stage != "train", len(images)
@@ -250,10 +252,18 @@ class DiffusionModule(L.LightningModule):
         """Class-conditional nets sample class ``index % num_classes`` (balanced classes)."""
         return (indices % self.net.num_classes).to(self.device) if self.conditional else None
 
+    def predict_trace(self, batch_idx: int) -> tuple[Callable[[dict], None] | None, Callable[[], dict]]:
+        """(sampler callback, finisher -> extra outputs) for a predict batch; SSD draws its ladder strip this way."""
+        return None, dict
+
     def predict_step(self, batch: Tensor, batch_idx: int) -> dict:
+        """Samples for indices (B,): ``{"index", "images" uint8 (B,C,R,R)}`` plus any :meth:`predict_trace` extras."""
         indices = batch.cpu()
-        images = self.sample(sample_generators(self.sampling.seed, indices), self.sample_labels(indices))
-        return {"index": indices, "images": to_uint8(images).cpu()}
+        callback, finish = self.predict_trace(batch_idx)
+        bar = attached_trainer(self) is not None and self.trainer.progress_bar_callback is not None
+        images = self.sample(sample_generators(self.sampling.seed, indices), self.sample_labels(indices),
+                             callback=callback, progress=bar)  # fmt: skip  (a bar over the sampler's steps)
+        return {"index": indices, "images": to_uint8(images).cpu(), **finish()}
 
     def save_sample_grid(self, name: str) -> Path | None:
         """Sample ``grid_size`` images with fixed seeds and save a PNG grid under the log dir."""
@@ -267,8 +277,8 @@ class DiffusionModule(L.LightningModule):
         path = Path(log_dir or self.trainer.default_root_dir) / "samples" / f"{name}.png"
         save_grid(images, path, upscale=max(1, 128 // self.image_size))
         experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_image"):  # TensorBoard
-            experiment.add_image(f"samples/{name}", to_uint8(images[:1])[0], self.global_step)
+        if hasattr(experiment, "add_image"):  # TensorBoard: the whole grid, one tag, a step slider
+            experiment.add_image("samples", grid(to_uint8(images).cpu()), self.global_step)
         return path
 
     def on_validation_epoch_end(self):

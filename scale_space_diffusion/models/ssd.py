@@ -11,9 +11,8 @@ from ..diffusion.degradation import Resize, ResizeKind
 from ..diffusion.ladder import LadderSchedule, ResolutionLadder
 from ..diffusion.loss import DiffusionLoss
 from ..diffusion.process import ScaleSpaceProcess
-from ..diffusion.rng import sample_generators
 from ..diffusion.schedule import NoiseSchedule
-from ..images import ladder_strip, to_uint8
+from ..images import ladder_strip
 from ..networks import official
 from ..networks.contract import check_network
 from ..networks.flexi_unet import FlexiUNet
@@ -122,19 +121,19 @@ class ScaleSpaceDiffusion(DiffusionModule):
             return net(upsample(x_t, R), t, labels)
         return net(x_t, t, labels, out_res=out_res)
 
-    def predict_step(self, batch: Tensor, batch_idx: int) -> dict:
-        """Samples per index; the first batch also returns a ladder strip of x_t and x0_hat at each level."""
-        indices = batch.cpu()
+    def predict_trace(self, batch_idx: int):
+        """The first predict batch also returns a ladder strip: x_t and x0_hat at the end of each level."""
+        if batch_idx != 0:
+            return None, dict
         last_at_res: dict[int, tuple[Tensor, Tensor]] = {}
 
-        def keep(d):  # the last state seen at each resolution
+        def keep(d: dict) -> None:  # the last state seen at each resolution, first four images
             last_at_res[d["x"].shape[-1]] = (d["x"][:4].cpu(), d["denoised"][:4].cpu())
 
-        images = self.sample(sample_generators(self.sampling.seed, indices), self.sample_labels(indices),
-                             callback=keep if batch_idx == 0 else None)  # fmt: skip
-        out = {"index": indices, "images": to_uint8(images).cpu()}
-        if last_at_res:
+        def finish() -> dict:
             res = sorted(last_at_res)
-            rows = [[last_at_res[r][k][i] for r in res] for i in range(min(4, len(indices))) for k in (0, 1)]
-            out["ladder"] = ladder_strip(rows, max(64, self.image_size))  # upscaled for viewing
-        return out
+            n = len(next(iter(last_at_res.values()))[0]) if res else 0
+            rows = [[last_at_res[r][k][i] for r in res] for i in range(n) for k in (0, 1)]
+            return {"ladder": ladder_strip(rows, max(64, self.image_size))} if rows else {}  # upscaled for viewing
+
+        return keep, finish
