@@ -1,5 +1,5 @@
 """Lightning's own DDP on CPU (gloo, 2 processes): every model trains with gradients and EMA in sync, the EMA is
-saved once, and predict is bit-identical on 1 or 2 devices."""
+saved once (raw and EMA side by side), and predict is bit-identical on 1 or 2 devices."""
 
 import hashlib
 import os
@@ -9,7 +9,6 @@ import sys
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import WeightAveraging
 
 from conftest import ROOT
 
@@ -27,8 +26,7 @@ class RankDump(L.Callback):
         self.batches.append(hashlib.sha256(batch[0].numpy().tobytes()).hexdigest())
 
     def on_train_end(self, trainer, pl_module):
-        ema = next(cb for cb in trainer.callbacks if isinstance(cb, WeightAveraging))
-        state = {"raw": pl_module.state_dict(), "ema": ema._average_model.module.state_dict(), "batches": self.batches}
+        state = {"raw": pl_module.net.state_dict(), "ema": pl_module.net_ema.module.state_dict(), "batches": self.batches}
         torch.save(state, os.path.join(trainer.default_root_dir, f"rank{trainer.global_rank}.pt"))
 
 
@@ -56,8 +54,9 @@ def test_ddp_keeps_ranks_in_sync_and_saves_ema_once(name, tmp_path, fmnist_idx, 
         assert r0[part].keys() == r1[part].keys()
         assert all(torch.equal(r0[part][k], r1[part][k]) for k in r0[part]), part  # gradients and EMA in sync
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [f"epoch=0-step={STEPS}.ckpt", "last.ckpt"]
-    saved = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=False)["state_dict"]
-    assert all(torch.equal(saved[k], r0["ema"][k]) for k in saved)  # the checkpoint holds the EMA weights
+    saved = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[f"net.{k}"], v) for k, v in r0["raw"].items())  # raw and EMA, side by side
+    assert all(torch.equal(saved[f"net_ema.module.{k}"], v) for k, v in r0["ema"].items())
     assert any(not torch.equal(r0["raw"][k], r0["ema"][k]) for k in r0["raw"])
 
 
