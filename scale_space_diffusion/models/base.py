@@ -30,11 +30,12 @@ from ..lightning_internals import attached_trainer, is_compiled
 from .settings import Optimization, Sampling, plain
 from .checkpoint_io import use_atomic_checkpoint_io
 from .legacy import upgrade_state
+from .pretrained import PretrainedMixin
 
 LOSS_BUCKETS = 4  # validation and test losses are also logged per timestep quarter
 
 
-class DiffusionModule(L.LightningModule):
+class DiffusionModule(PretrainedMixin, L.LightningModule):
     """Training, validation, test and sampling shared by every model in this package."""
 
     def __init__(

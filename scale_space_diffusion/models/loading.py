@@ -49,7 +49,23 @@ def load_model(path: str, expected: type[DiffusionModule] | None = None, what: s
     cls = import_class(ckpt["model_class_path"])
     if expected is not None and not issubclass(cls, expected):
         raise TypeError(f"{path} holds a {cls.__name__}, but a {expected.__name__} is needed here; pass {want}")
-    net = import_class(ckpt["net_class_path"])(**ckpt["net_config"])
-    model = cls(net, **constructor_args(cls, {**upgrade_hparams(ckpt.get("hyper_parameters", {})), **overrides}))
+    hparams = {**upgrade_hparams(ckpt.get("hyper_parameters", {})), **overrides}
+    model = build(ckpt["model_class_path"], ckpt["net_class_path"], ckpt["net_config"], hparams)
     model.load_checkpoint_state(ckpt)
     return model.eval()
+
+
+def build(model_class_path: str, net_class_path: str, net_config: dict[str, Any],
+          hparams: dict[str, Any]) -> DiffusionModule:  # fmt: skip
+    """A new model (untrained weights) from the class paths, network config and hyperparameters a checkpoint or a
+    ``save_pretrained`` folder records; both loaders then load their weights into it.
+
+    Args:
+        model_class_path: dotted path of the model class, e.g. ``scale_space_diffusion.models.ddpm.DDPM``.
+        net_class_path: dotted path of the network class.
+        net_config: the network's constructor arguments (``net.config``).
+        hparams: the model's constructor arguments but ``net``, typed groups as dicts; unknown keys are ignored.
+    """
+    cls = import_class(model_class_path)
+    net = import_class(net_class_path)(**net_config)
+    return cls(net, **constructor_args(cls, hparams))
