@@ -38,6 +38,8 @@ _EXPORTS = {
     "training_flops": ".metrics.model_flops",
     "param_counts": ".metrics.model_flops",
     "load_model": ".models.loading",
+    "PretrainedMixin": ".models.pretrained",
+    "export_checkpoint": ".models.pretrained",
     "FIDCallback": ".metrics.fid_callback",
 }
 

@@ -2,6 +2,7 @@
 
     ssd fit --config configs/ssd_fmnist32.yaml
     ssd predict --config configs/ssd_fmnist32.yaml --ckpt_path last --model.init_args.sampling.steps=50
+    ssd export --ckpt_path outputs/ssd/checkpoints/last.ckpt --out my_model   # a save_pretrained folder
 
 With ``--ckpt_path`` the model's definition (network, schedule, ladder, loss) comes from the checkpoint; what only
 changes training or sampling (``optim``, ``sampling``, ``teacher``, ...) comes from the config and the command line,
@@ -162,9 +163,37 @@ def parse_error(err: BaseException) -> str | None:
     return (f"--{'.'.join(path)}: {detail}" if path else detail) + hint
 
 
+def export(args: list[str]) -> None:
+    """``ssd export``: a Lightning checkpoint as a ``save_pretrained`` folder (config.json + model.safetensors).
+
+    A plain argparse path beside LightningCLI, whose subcommands are Trainer methods run from a config.
+
+    Args:
+        args: the options after ``export``.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ssd export", description="Write a Lightning checkpoint as a save_pretrained folder "
+                                     "(config.json + model.safetensors, no pickle).")
+    parser.add_argument("--ckpt_path", required=True, help="a .ckpt written by `ssd fit`")
+    parser.add_argument("--out", required=True, help="the folder to write (created; its config.json, "
+                        "model.safetensors and README.md are replaced)")  # fmt: skip
+    parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
+                        help="ema: what the model samples with (its EMA, if it has one); raw: the trained weights")  # fmt: skip
+    parser.add_argument("--repo_id", help="also upload the folder to this Hugging Face Hub repo (owner/name)")
+    opts = parser.parse_args(args)
+    from .models.pretrained import export_checkpoint
+
+    folder = export_checkpoint(opts.ckpt_path, opts.out, opts.weights, opts.repo_id)
+    print(f"exported {opts.ckpt_path} to {folder}" + (f" and https://huggingface.co/{opts.repo_id}" if opts.repo_id else ""))
+
+
 def main() -> None:
     try:
-        run()
+        if sys.argv[1:2] == ["export"]:
+            export(sys.argv[2:])
+        else:
+            run()
     except SystemExit as exit_:
         if exit_.code is None and type(exit_).__name__ == "SIGTERMException":
             raise SystemExit(143) from None  # Lightning's own SIGTERM stop carries no status
