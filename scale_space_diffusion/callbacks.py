@@ -3,6 +3,7 @@ and the run lifecycle (the end of fit, Ctrl-C and SIGTERM all leave a checkpoint
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ModelSummary
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .images import grid, save_png
+from .lightning_internals import summary_table
 
 
 def next_run_dir(parent: Path) -> Path:
@@ -189,3 +191,15 @@ class RunLifecycle(L.Callback):
 
 
 InterruptCheckpoint = RunLifecycle  # its name before it also saved the end of fit
+
+
+class QuietModelSummary(ModelSummary):
+    """Lightning's model summary without its FLOPs column and "Total Flops 0" line: Lightning counts FLOPs only from
+    an ``example_input_array``, which a diffusion model has none of (``python -m benchmarks`` counts them)."""
+
+    @staticmethod
+    def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
+                  total_flops, **summarize_kwargs) -> None:  # fmt: skip
+        columns = [c for c in summary_data if c[0] != "FLOPs"]
+        table = summary_table(total_parameters, trainable_parameters, model_size, total_training_modes, 0, *columns)
+        logging.getLogger("lightning.pytorch.callbacks.model_summary").info("\n" + table.rsplit("\n", 1)[0])

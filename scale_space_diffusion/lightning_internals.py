@@ -42,3 +42,15 @@ def epoch_batches(loader_batches: int, limit: int | float) -> int:
 def is_compiled(module: nn.Module) -> bool:
     """Whether ``module.compile()`` has run (torch keeps the compiled call in a private attribute)."""
     return module._compiled_call_impl is not None
+
+
+def summary_depth(summary) -> int:
+    """The ``max_depth`` a ``ModelSummary`` callback was made with."""
+    return summary._max_depth
+
+
+def summary_table(*args, **kwargs) -> str:
+    """Lightning's model-summary table (the text ``ModelSummary`` logs)."""
+    from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
+
+    return _format_summary_table(*args, **kwargs)

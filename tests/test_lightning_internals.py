@@ -70,3 +70,23 @@ def test_lightning_cli_merges_checkpoint_hyperparameters_through_the_hook_we_rep
     monkeypatch.setattr(sys, "argv", ["ssd"])
     Probe(L.LightningModule, run=False, args=[], save_config_callback=None)
     assert calls == [True]
+
+
+def test_model_summary_internals_are_what_the_quiet_summary_reads():
+    from lightning.pytorch.callbacks import ModelSummary
+
+    assert li.summary_depth(ModelSummary(max_depth=3)) == 3
+    table = li.summary_table(10, 4, 0.1, {"train": 2, "eval": 0}, 0, ("Name", ["net"]), ("FLOPs", ["0"]))
+    assert table.splitlines()[-1].endswith("Total Flops") and "FLOPs" in table.splitlines()[0]
+
+
+def test_fit_logs_a_summary_without_flops(caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    data = TensorDataset(torch.rand(4, 1, 16, 16) * 2 - 1, torch.zeros(4, dtype=torch.long))
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        accelerator="cpu")  # fmt: skip
+    trainer.fit(tiny(), DataLoader(data, batch_size=4))
+    summary = next(r.getMessage() for r in caplog.records if "Trainable params" in r.getMessage())
+    assert "net" in summary and "Flops" not in summary and "FLOPs" not in summary

@@ -26,7 +26,7 @@ from ..diffusion.rng import Generator, sample_generators, seeded_generator
 from ..diffusion.guidance import drop_labels, guided
 from ..diffusion.sampler import prior, sample
 from ..images import grid, save_grid, to_uint8
-from ..lightning_internals import attached_trainer, is_compiled
+from ..lightning_internals import attached_trainer, is_compiled, summary_depth
 from .settings import Optimization, Sampling, plain
 from .checkpoint_io import use_atomic_checkpoint_io
 from .legacy import upgrade_state
@@ -206,10 +206,16 @@ class DiffusionModule(PretrainedMixin, L.LightningModule):
             self.net_ema.update_parameters(self.net)
 
     def configure_callbacks(self):
-        """The run lifecycle (end of fit saved, Ctrl-C and SIGTERM checkpointed), unless the Trainer has one."""
-        from ..callbacks import RunLifecycle
+        """The run lifecycle (end of fit saved, Ctrl-C and SIGTERM checkpointed), unless the Trainer has one, and a
+        model summary without Lightning's "Total Flops 0" in place of the default one."""
+        from lightning.pytorch.callbacks import ModelSummary
 
-        return [] if any(isinstance(cb, RunLifecycle) for cb in self.trainer.callbacks) else [RunLifecycle()]
+        from ..callbacks import QuietModelSummary, RunLifecycle
+
+        callbacks = self.trainer.callbacks
+        extra = [] if any(isinstance(cb, RunLifecycle) for cb in callbacks) else [RunLifecycle()]
+        summaries = [cb for cb in callbacks if type(cb) is ModelSummary]  # Lightning's default (or a user's plain one)
+        return extra + [QuietModelSummary(max_depth=summary_depth(cb)) for cb in summaries[:1]]
 
     def _check_guidance(self) -> None:
         """Refuse guidance or label dropout the net cannot do, before any work."""
