@@ -64,7 +64,7 @@ class SpectralDiffusion(DDPM):
         super().__init__(net, schedule, loss, optim, sampling, torch_compile)
         self.save_hyperparameters(ignore=["net"])
         self.distill = SpectralDistillationLoss(spatial_weight, spectral_weight, alpha)
-        self.teacher_path = teacher
+        self.teacher_path = None if teacher is None else str(teacher)  # a Path would not load weights_only
         self._teacher: _Frozen | None = None
         self.align = nn.ModuleDict()  # student -> teacher width, per matched resolution
 
