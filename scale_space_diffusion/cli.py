@@ -46,6 +46,8 @@ def _cli_class():
 
     class DiffusionCLI(LightningCLI):
         def add_arguments_to_parser(self, parser):
+            parser.add_argument_group("Models (--model=NAME; all options of one: --model.help NAME)",
+                                      description=_models_overview())  # fmt: skip
             parser.add_lightning_class_args(SampleWriter, "sample_writer")
             parser.add_lightning_class_args(RunLifecycle, "lifecycle")
             parser.add_argument(
@@ -100,6 +102,23 @@ def _cli_class():
 
     setattr(DiffusionCLI, CLI_CKPT_HPARAMS_HOOK, DiffusionCLI.merge_checkpoint)
     return DiffusionCLI, FitConfigSaver
+
+
+def _models_overview() -> str:
+    """Each model's own options with their one-line explanations, from the docstrings (for ``ssd fit --help``)."""
+    from docstring_parser import parse
+
+    from .models.base import DiffusionModule
+
+    shared = {"net", "schedule", "loss", "optim", "sampling", "torch_compile"}
+    lines = []
+    for cls in DiffusionModule.__subclasses__() + [c for s in DiffusionModule.__subclasses__() for c in s.__subclasses__()]:
+        doc = parse(cls.__doc__ or "")
+        lines.append(f"{cls.__name__}: {(doc.short_description or '').rstrip('.')}.")
+        lines += [f"  {p.arg_name}: {' '.join(p.description.split())}" for p in doc.params if p.arg_name not in shared]
+    lines.append("Every model also takes net, schedule, loss, optim (AdamW, EMA, label dropout), sampling (steps, "
+                 "sampler, eta, guidance_scale, seed, grids) and torch_compile.")
+    return "\n".join(lines)
 
 
 def run(args: list[str] | None = None):
