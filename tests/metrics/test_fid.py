@@ -20,7 +20,7 @@ from scale_space_diffusion.metrics import (
     train_classifier,
 )
 from scale_space_diffusion.metrics import classifier as classifier_mod
-from scale_space_diffusion.metrics import fid as fid_mod
+from scale_space_diffusion.metrics import features as features_mod
 
 
 def image_set(n: int, seed: int, blur: int) -> torch.Tensor:
@@ -121,7 +121,7 @@ def test_feature_module_stays_in_eval(classifier_file):
 
 def test_offline_inception_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(fid_mod, "_can_reach", lambda *a, **k: False)
+    monkeypatch.setattr(features_mod, "_can_reach", lambda *a, **k: False)
     x = image_set(8, 7, blur=2)
     start = time.perf_counter()
     with pytest.raises(FileNotFoundError) as err:
@@ -137,7 +137,7 @@ def test_offline_inception_fails_fast(monkeypatch, tmp_path):
 
 def test_network_probe_is_bounded():
     start = time.perf_counter()
-    fid_mod._can_reach("10.255.255.1", 443, timeout=0.5)  # unroutable: times out, never hangs
+    features_mod._can_reach("10.255.255.1", 443, timeout=0.5)  # unroutable: times out, never hangs
     assert time.perf_counter() - start < 1.5
 
 
@@ -202,7 +202,7 @@ def test_inception_path_with_local_weights(monkeypatch, tmp_path):
     torch.save(random_inception.state_dict(), weights)
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(fid_mod, "_can_reach", lambda *a, **k: False)
+    monkeypatch.setattr(features_mod, "_can_reach", lambda *a, **k: False)
     fake, real = image_set(12, 1, blur=4), image_set(16, 2, blur=2)
     out = compute_fid_kid(fake, real, extractor="inception", inception_weights=weights, kid_subsets=5)
     tm = make_torchmetrics_fid(build_feature_module("inception", inception_weights=weights))
