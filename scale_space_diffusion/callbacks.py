@@ -173,7 +173,7 @@ class RunLifecycle(L.Callback):
         for cb in trainer.checkpoint_callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
                 path = os.path.join(cb.dirpath, cb.CHECKPOINT_NAME_LAST + cb.FILE_EXTENSION)
-                trainer.save_checkpoint(path)
+                trainer.save_checkpoint(path, weights_only=False)
                 cb.last_model_path = path
                 rank_zero_info(f"Saved the end of fit (step {trainer.global_step}) as {path}")
 
@@ -184,7 +184,7 @@ class RunLifecycle(L.Callback):
             return
         dirpath = self.dirpath or getattr(trainer.checkpoint_callback, "dirpath", None)
         path = os.path.join(dirpath or os.path.join(trainer.default_root_dir, "checkpoints"), "interrupted.ckpt")
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         why = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
         rank_zero_info(f"{why}: stopped after step {trainer.global_step}; saved {path}; resume with "
                        f"`ssd fit ... --ckpt_path={path}` (the same config)")  # fmt: skip

@@ -227,18 +227,18 @@ def start(name, root, fmnist_idx, cache_dir, max_steps, ckpt_path=None) -> subpr
 def test_a_signal_from_another_process_stops_a_run_that_resumes_exactly(sig, tmp_path, fmnist_idx, cache_dir):
     total = 60
     whole = start("ssd", tmp_path / "whole", fmnist_idx, cache_dir, total)
-    assert whole.wait(300) == 0, whole.stdout.read()
+    assert whole.wait(900) == 0, whole.stdout.read()
     proc = start("ssd", tmp_path / "stopped", fmnist_idx, cache_dir, total)
     first = tmp_path / f"stopped/ckpt/step={2 * EVERY}.ckpt"
     while not first.exists() and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(getattr(signal, sig))
-    out, _ = proc.communicate(timeout=300)
+    out, _ = proc.communicate(timeout=900)
     assert proc.returncode == {"SIGINT": 1, "SIGTERM": 143, "SIGKILL": -9}[sig], out
     if sig != "SIGKILL":
         assert "resume with `ssd fit ... --ckpt_path=" in out
     resumed = start("ssd", tmp_path / "stopped", fmnist_idx, cache_dir, total, ckpt_path="last")
-    assert resumed.wait(300) == 0, resumed.stdout.read()
+    assert resumed.wait(900) == 0, resumed.stdout.read()
     a, b = states(tmp_path / "stopped/ckpt/last.ckpt"), states(tmp_path / "whole/ckpt/last.ckpt")
     assert a["step"] == b["step"] == total
     for part in ("raw", "ema", "optimizer"):
