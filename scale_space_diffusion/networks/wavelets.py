@@ -53,6 +53,25 @@ def _kernel(synthesis: bool, device: torch.device, dtype: torch.dtype) -> Tensor
     return haar_kernels()[int(synthesis)].to(device=device, dtype=dtype)
 
 
+# The same taps as plain constants: the products of pywt's +-1/sqrt(2) filter taps, +-0.5 (exactly, in float32).
+_HAAR_SIGNS = ((1.0, 1.0, 1.0, 1.0), (1.0, 1.0, -1.0, -1.0), (1.0, -1.0, 1.0, -1.0), (1.0, -1.0, -1.0, 1.0))
+
+
+def _bank(synthesis: bool, channels: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The depthwise filter bank (4C, 1, 2, 2). Eager: built once per (channels, device, dtype), so a forward
+    allocates nothing for it. While torch.compile traces: from constants (pywt and the caches would break the graph)."""
+    if torch.compiler.is_compiling():
+        k = 0.5 * torch.tensor(_HAAR_SIGNS, device=device, dtype=dtype)
+        return k.view(4, 1, 2, 2).repeat(channels, 1, 1, 1)
+    return _cached_bank(synthesis, channels, device, dtype)
+
+
+@lru_cache(maxsize=64)
+def _cached_bank(synthesis: bool, channels: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    with torch.inference_mode(False):  # a normal tensor even if first built under inference mode: autograd saves it
+        return _kernel(synthesis, device, dtype).repeat(channels, 1, 1, 1)
+
+
 def dwt2_stacked(x: Tensor) -> Tensor:
     """Haar DWT with the bands stacked: (B, C, H, W) -> (B, 4, C, H/2, W/2), bands ll, lh, hl, hh."""
     if x.ndim != 4 or x.shape[-2] % 2 or x.shape[-1] % 2:
@@ -61,7 +80,7 @@ def dwt2_stacked(x: Tensor) -> Tensor:
             "(the feature size must be even)"
         )
     B, C, H, W = x.shape
-    k = _kernel(False, x.device, x.dtype).repeat(C, 1, 1, 1)  # (4C, 1, 2, 2)
+    k = _bank(False, C, x.device, x.dtype)  # (4C, 1, 2, 2)
     y = F.conv2d(x, k, stride=2, groups=C)  # (B, 4C, H/2, W/2), channel-major: c0 ll, c0 lh, ...
     return y.view(B, C, 4, H // 2, W // 2).transpose(1, 2)
 
@@ -71,7 +90,7 @@ def idwt2_stacked(y: Tensor) -> Tensor:
     if y.ndim != 5 or y.shape[1] != 4:
         raise ValueError(f"idwt2 expects (B, 4, C, h, w); got shape {tuple(y.shape)}")
     B, _, C, h, w = y.shape
-    k = _kernel(True, y.device, y.dtype).repeat(C, 1, 1, 1)  # (4C, 1, 2, 2)
+    k = _bank(True, C, y.device, y.dtype)  # (4C, 1, 2, 2)
     y = y.transpose(1, 2).reshape(B, 4 * C, h, w)
     return F.conv_transpose2d(y, k, stride=2, groups=C)
 

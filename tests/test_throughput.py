@@ -1,0 +1,31 @@
+"""The throughput benchmark end to end on tiny networks: one repetition, no reference side, no timing asserts."""
+
+import json
+import math
+
+from benchmarks.throughput import MODELS, main
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_quick_run_writes_json_and_markdown(tmp_path):
+    main(["--quick", "--ref", "none", "--out", str(tmp_path), "--name", "smoke", "--threads", "1"])
+    res = json.loads((tmp_path / "smoke.json").read_text())
+    md = (tmp_path / "smoke.md").read_text()
+    assert [c["case"]["model"] for c in res["cases"]] == list(MODELS) and "a" not in res["sides"]
+    assert {"load1", "load5", "load15"} <= set(res["load_before"]) and res["hardware"]["threads"] == 1
+    for c in res["cases"]:
+        jobs = {(j["job"], j["path"]) for j in c["jobs"]}
+        assert {("train", p) for p in c["train_paths"]} | {("sample", p) for p in c["sample_paths"]} <= jobs
+        assert math.isclose(sum(c["train_paths"].values()), 1.0)
+        for j in c["jobs"]:
+            assert _positive(j["b_s"]) and j["a_s"] is None and j["speedup"] is None
+        s = c["summary"]
+        assert _positive(s["train_images_per_s"]["b"]) and _positive(s["sample_s_per_image"]["b_s"])
+        assert _positive(s["ladder_e2e_s_per_image"]["b_s"])
+        assert _positive(c["flops"]["train_total"]) and _positive(c["flops"]["sample_total"])
+    ssd = next(c for c in res["cases"] if c["case"]["model"] == "ssd")
+    assert len(ssd["train_paths"]) > 1 and _positive(ssd["summary"]["train_vs_1_level"]["flops"])
+    assert "## Whole ladder" in md and "SSD (flexi)" in md and "SD student" in md
