@@ -16,7 +16,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, M
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .images import grid, save_png
+from .diffusion.rng import sample_generators
+from .images import grid, save_grid, save_png, to_uint8
 from .lightning_internals import summary_table
 
 
@@ -191,6 +192,38 @@ class RunLifecycle(L.Callback):
 
 
 InterruptCheckpoint = RunLifecycle  # its name before it also saved the end of fit
+
+
+class SampleGrids(L.Callback):
+    """PNG grids of ``sampling.grid_size`` images with fixed seeds (the sampling weights, i.e. EMA once it started)
+    every ``sampling.grid_every_n_epochs`` validation epochs and at the end of fit, under ``<log dir>/samples/``;
+    TensorBoard gets each grid under one tag, ``samples``, with the global step."""
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        every = pl_module.sampling.grid_every_n_epochs
+        if every and trainer.state.fn == "fit" and not trainer.sanity_checking and (trainer.current_epoch + 1) % every == 0:
+            self.save(trainer, pl_module, f"epoch{trainer.current_epoch:03d}_step{trainer.global_step:06d}")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = self.save(trainer, pl_module, f"final_step{trainer.global_step:06d}")
+        if path is not None:
+            rank_zero_info(f"Sample grid ({pl_module.weights_used} weights): {path}")
+
+    @staticmethod
+    def save(trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path | None:
+        size = pl_module.sampling.grid_size
+        log_dir = trainer.log_dir  # a collective call: every rank must make it
+        if size <= 0 or not trainer.is_global_zero:
+            return None
+        indices = torch.arange(size)
+        images = to_uint8(pl_module.sample(sample_generators(pl_module.sampling.seed, indices),
+                                           pl_module.sample_labels(indices))).cpu()  # fmt: skip
+        path = save_grid(images, Path(log_dir or trainer.default_root_dir) / "samples" / f"{name}.png",
+                         upscale=max(1, 128 // pl_module.image_size))  # fmt: skip
+        experiment = getattr(pl_module.logger, "experiment", None)
+        if hasattr(experiment, "add_image"):  # TensorBoard: the whole grid, one tag, a step slider
+            experiment.add_image("samples", grid(images), trainer.global_step)
+        return path
 
 
 class QuietModelSummary(ModelSummary):

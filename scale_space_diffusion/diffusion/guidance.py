@@ -59,3 +59,18 @@ def drop_labels(labels: Tensor, p: float, generator: torch.Generator) -> Tensor:
         return labels
     drop = (torch.rand(len(labels), generator=generator) < p).to(labels.device)
     return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
+
+
+def check_guidance(net, w: float, p: float) -> None:
+    """Refuse guidance ``w`` != 1 or label dropout ``p`` > 0 that ``net`` cannot do, naming the fix."""
+    if (w != 1 or p > 0) and getattr(net, "null_emb", None) is None:
+        raise ValueError(
+            f"guidance_scale={w} / cond_drop_prob={p} need a class-conditional net with a null-label embedding; "
+            "build the net with num_classes and null_class=true (and train with optim.cond_drop_prob=0.1)"
+        )
+    if w != 1 and p == 0:
+        raise ValueError(
+            f"guidance_scale={w} needs a net trained with label dropout, but this one was trained with "
+            "optim.cond_drop_prob=0, so its unconditional model is untrained; use sampling.guidance_scale=1, or "
+            "train with --model.init_args.optim.cond_drop_prob=0.1"
+        )

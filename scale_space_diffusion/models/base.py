@@ -11,31 +11,31 @@ and the EMA beside them (``net_ema.module.*``); sampling, grids, validation, tes
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Callable
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..diffusion.loss import DiffusionLoss
 from ..diffusion.process import ScaleSpaceProcess
 from ..diffusion.rng import Generator, sample_generators, seeded_generator
-from ..diffusion.guidance import drop_labels, guided
+from ..diffusion.guidance import check_guidance, drop_labels, guided
 from ..diffusion.sampler import prior, sample
-from ..images import grid, save_grid, to_uint8
+from ..images import to_uint8
 from ..lightning_internals import attached_trainer, is_compiled, summary_depth
 from .settings import Optimization, Sampling, plain
 from .checkpoint_io import use_atomic_checkpoint_io
+from .checkpoints import refuse_other_network
 from .legacy import upgrade_state
+from .generate import GenerateMixin
 from .pretrained import PretrainedMixin
 
 LOSS_BUCKETS = 4  # validation and test losses are also logged per timestep quarter
 
 
-class DiffusionModule(PretrainedMixin, L.LightningModule):
+class DiffusionModule(GenerateMixin, PretrainedMixin, L.LightningModule):
     """Training, validation, test and sampling shared by every model in this package."""
 
     def __init__(
@@ -180,7 +180,7 @@ class DiffusionModule(PretrainedMixin, L.LightningModule):
                 f"the data has {data_classes} classes but the net has num_classes={self.net.num_classes}; set "
                 f"--model.init_args.net.init_args.num_classes={data_classes}"
             )
-        self._check_guidance()
+        check_guidance(self.net, self.sampling.guidance_scale, self.optim.cond_drop_prob)
         if trainer is not None and stage == "fit":
             from lightning.pytorch.strategies import FSDPStrategy
 
@@ -206,31 +206,18 @@ class DiffusionModule(PretrainedMixin, L.LightningModule):
             self.net_ema.update_parameters(self.net)
 
     def configure_callbacks(self):
-        """The run lifecycle (end of fit saved, Ctrl-C and SIGTERM checkpointed), unless the Trainer has one, and a
-        model summary without Lightning's "Total Flops 0" in place of the default one."""
+        """The run lifecycle (end of fit saved, Ctrl-C and SIGTERM checkpointed) and the sample grids, unless the
+        Trainer has them, and a model summary without Lightning's "Total Flops 0" in place of the default one."""
         from lightning.pytorch.callbacks import ModelSummary
 
-        from ..callbacks import QuietModelSummary, RunLifecycle
+        from ..callbacks import QuietModelSummary, RunLifecycle, SampleGrids
 
         callbacks = self.trainer.callbacks
         extra = [] if any(isinstance(cb, RunLifecycle) for cb in callbacks) else [RunLifecycle()]
+        if self.sampling.grid_size and not any(isinstance(cb, SampleGrids) for cb in callbacks):
+            extra.append(SampleGrids())
         summaries = [cb for cb in callbacks if type(cb) is ModelSummary]  # Lightning's default (or a user's plain one)
         return extra + [QuietModelSummary(max_depth=summary_depth(cb)) for cb in summaries[:1]]
-
-    def _check_guidance(self) -> None:
-        """Refuse guidance or label dropout the net cannot do, before any work."""
-        w, p = self.sampling.guidance_scale, self.optim.cond_drop_prob
-        if (w != 1 or p > 0) and getattr(self.net, "null_emb", None) is None:
-            raise ValueError(
-                f"guidance_scale={w} / cond_drop_prob={p} need a class-conditional net with a null-label embedding; "
-                "build the net with num_classes and null_class=true (and train with optim.cond_drop_prob=0.1)"
-            )
-        if w != 1 and p == 0:
-            raise ValueError(
-                f"guidance_scale={w} needs a net trained with label dropout, but this one was trained with "
-                "optim.cond_drop_prob=0, so its unconditional model is untrained; use sampling.guidance_scale=1, or "
-                "train with --model.init_args.optim.cond_drop_prob=0.1"
-            )
 
     # -- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -247,7 +234,7 @@ class DiffusionModule(PretrainedMixin, L.LightningModule):
 
         ``generator``: one per image (B = len), or one for the batch of ``num_images`` (default len(labels), or 1).
         """
-        self._check_guidance()
+        check_guidance(self.net, self.sampling.guidance_scale, self.optim.cond_drop_prob)
         per_image = isinstance(generator, (list, tuple))
         batch = len(generator) if per_image else num_images or (len(labels) if labels is not None else 1)
         x = prior(self.process, batch, self.channels, generator, like=torch.empty(0, device=self.device))
@@ -272,32 +259,6 @@ class DiffusionModule(PretrainedMixin, L.LightningModule):
                              callback=callback, progress=bar)  # fmt: skip  (a bar over the sampler's steps)
         return {"index": indices, "images": to_uint8(images).cpu(), **finish()}
 
-    def save_sample_grid(self, name: str) -> Path | None:
-        """Sample ``grid_size`` images with fixed seeds and save a PNG grid under the log dir."""
-        if self.trainer is None or self.sampling.grid_size <= 0:
-            return None
-        log_dir = self.trainer.log_dir  # a collective call: every rank must make it
-        if not self.trainer.is_global_zero:
-            return None
-        indices = torch.arange(self.sampling.grid_size)
-        images = self.sample(sample_generators(self.sampling.seed, indices), self.sample_labels(indices))
-        path = Path(log_dir or self.trainer.default_root_dir) / "samples" / f"{name}.png"
-        save_grid(images, path, upscale=max(1, 128 // self.image_size))
-        experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_image"):  # TensorBoard: the whole grid, one tag, a step slider
-            experiment.add_image("samples", grid(to_uint8(images).cpu()), self.global_step)
-        return path
-
-    def on_validation_epoch_end(self):
-        every = self.sampling.grid_every_n_epochs
-        if every and not self.trainer.sanity_checking and (self.current_epoch + 1) % every == 0:
-            self.save_sample_grid(f"epoch{self.current_epoch:03d}_step{self.global_step:06d}")
-
-    def on_train_end(self):
-        path = self.save_sample_grid(f"final_step{self.global_step:06d}")
-        if path is not None:
-            rank_zero_info(f"Sample grid ({self.weights_used} weights): {path}")
-
     # -- checkpoints -------------------------------------------------------------------------
     @property
     def train_seed(self) -> int:
@@ -305,18 +266,6 @@ class DiffusionModule(PretrainedMixin, L.LightningModule):
         if self._train_seed is None:
             self._train_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         return self._train_seed
-
-    def _check_shapes(self, checkpoint: dict) -> None:
-        """A checkpoint of another network is refused naming the first differing tensor and the option to change."""
-        mine = self.state_dict()
-        for key, value in checkpoint["state_dict"].items():
-            if key in mine and mine[key].shape != value.shape:
-                saved = checkpoint.get("net_config") or {}
-                diff = [k for k, v in saved.items() if self.net.config.get(k, v) != v]
-                fix = (f"set --model.init_args.net.init_args.{diff[0]}={saved[diff[0]]} (the checkpoint's; this model "
-                       f"has {self.net.config[diff[0]]})" if diff else "use the config it was trained with")
-                raise ValueError(f"the checkpoint's {key} is {tuple(value.shape)} but this model's is "
-                                 f"{tuple(mine[key].shape)}: it holds another network; {fix}")  # fmt: skip
 
     def load_checkpoint_state(self, checkpoint: dict) -> None:
         """Load a checkpoint's weights (raw and EMA) outside a Trainer, as Lightning would: hook, then state dict."""
@@ -352,7 +301,7 @@ class DiffusionModule(PretrainedMixin, L.LightningModule):
                 f"pass the matching model (e.g. --model={saved} or the config it was trained with)"
             )
         checkpoint["state_dict"] = upgrade_state(checkpoint, self)
-        self._check_shapes(checkpoint)
+        refuse_other_network(checkpoint, self)
         self._train_seed = checkpoint.get("train_seed", self._train_seed)
         trainer = attached_trainer(self)
         resuming = trainer is not None and trainer.state.fn == "fit"

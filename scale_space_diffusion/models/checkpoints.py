@@ -92,6 +92,19 @@ def refuse_owned_folders(dirs: Sequence[str]) -> None:
             )
 
 
+def refuse_other_network(checkpoint: dict[str, Any], model) -> None:
+    """A checkpoint of another network is refused naming the first differing tensor and the option to change."""
+    mine = model.state_dict()
+    for key, value in checkpoint["state_dict"].items():
+        if key in mine and mine[key].shape != value.shape:
+            saved = checkpoint.get("net_config") or {}
+            diff = [k for k, v in saved.items() if model.net.config.get(k, v) != v]
+            fix = (f"set --model.init_args.net.init_args.{diff[0]}={saved[diff[0]]} (the checkpoint's; this model "
+                   f"has {model.net.config[diff[0]]})" if diff else "use the config it was trained with")
+            raise ValueError(f"the checkpoint's {key} is {tuple(value.shape)} but this model's is "
+                             f"{tuple(mine[key].shape)}: it holds another network; {fix}")  # fmt: skip
+
+
 def merged_model(path: str, given, argv: Sequence[str], settings: Sequence[str]) -> tuple[dict, list[str]]:
     """The model config for a run from checkpoint ``path``: its definition from the checkpoint, ``settings`` from
     ``given`` (the parsed config). A definition option named on the command line that differs is refused.

@@ -12,12 +12,14 @@ from scale_space_diffusion.models.settings import Optimization, Sampling
 LEGACY = ROOT / "tests/fixtures/legacy_c666f5b"
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ssd"])
+@pytest.mark.parametrize("name", ["ddpm", "ssd", "spectral"])
 def test_a_checkpoint_from_c666f5b_samples_the_images_it_sampled_then(name):
+    """The student's teacher file is gone (it was in /tmp when the fixture was made): sampling needs none.
+    Equal to float tolerance: the faster attention kernel since then sums in another order (max ~1e-6 per call)."""
     model = load_model(str(LEGACY / f"{name}.ckpt"))
     indices = torch.arange(4)
     images = model.sample(sample_generators(0, indices), model.sample_labels(indices), steps=4)
-    assert torch.equal(images, torch.load(LEGACY / "samples.pt")[name])
+    torch.testing.assert_close(images, torch.load(LEGACY / "samples.pt")[name], rtol=0, atol=1e-4)
 
 
 def test_flat_settings_move_into_their_groups():
