@@ -1,4 +1,4 @@
-"""python -m benchmarks [--preset quick|full] [...] | scaling [...] | hierarchy [...]"""
+"""python -m benchmarks [--preset quick|standard|full] [...] | demo [...] | readme [...] | scaling [...] | hierarchy [...]"""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -17,7 +18,8 @@ def _quiet() -> None:
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # "GPU available", tips
     logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
-    for message in (".*treespec.*LeafSpec.*", ".*does not have many workers.*", ".*val_dataloader.*"):
+    for message in (".*treespec.*LeafSpec.*", ".*does not have many workers.*", ".*val_dataloader.*",
+                    ".*smaller than image_size.*"):  # fmt: skip
         warnings.filterwarnings("ignore", message=message)
 
 
@@ -34,24 +36,37 @@ def parser() -> argparse.ArgumentParser:
     from .presets import PRESETS
     from .runs import RUNS
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0] + ". Without a "
-                                "subcommand: train, sample and measure every model of a preset.")  # fmt: skip
-    p.add_argument("--preset", default="quick", choices=list(PRESETS), metavar="{quick,full}",
-                   help="quick: ~20 min on 2 CPU cores, low-sample; full: hours on CPU, fine on one GPU "
-                   "(a hidden 'smoke' preset is the test suite's seconds-long end-to-end run)")  # fmt: skip
-    p.add_argument("--out", type=Path, help="output directory (default benchmarks/results/<timestamp>)")
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description="DDPM vs Scale Space Diffusion vs Spectral "
+                                "Diffusion. Without a subcommand: train, sample and measure every model of a preset.")  # fmt: skip
+    p.add_argument("--preset", default="quick", choices=list(PRESETS), metavar="{quick,standard,full}",
+                   help="quick: <= 25 min on 2 CPU cores, low-sample; standard: <= 2 h on 2 CPU cores, 5000 samples "
+                   "(the README's numbers); full: GPU-sized (a hidden 'smoke' preset is the tests' seconds-long run)")  # fmt: skip
+    p.add_argument("--out", type=Path, help="output directory (default benchmarks/results/<preset>/); a run there "
+                   "continues: runs finished before are skipped")  # fmt: skip
+    p.add_argument("--fresh", action="store_true", help="start over in --out instead of continuing")
+    p.add_argument("--dataset", help="what ImageDataModule takes: fashion_mnist (offline default), an image folder, a hub name")
+    p.add_argument("--image-size", type=int, help="image size in pixels (default: the preset's, 32)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="1 (greyscale, default) or 3 (RGB)")
     p.add_argument("--ckpt", type=_ckpt, action="append", default=[], metavar="NAME=PATH",
                    help=f"use a trained checkpoint instead of training run NAME ({', '.join(RUNS)})")  # fmt: skip
     p.add_argument("--only", nargs="+", choices=RUNS, metavar="NAME", help="run only these (default: all)")
-    p.add_argument("--extractor", default="classifier", choices=["classifier", "inception"],
-                   help="FID features: the Fashion-MNIST classifier (offline) or InceptionV3")  # fmt: skip
+    p.add_argument("--extractor", choices=["classifier", "inception"], help="FID features: a classifier trained on "
+                   "the dataset's labels (offline; default) or InceptionV3 (default when --inception-weights is given)")  # fmt: skip
     p.add_argument("--inception-weights", help="local weights-inception-2015-12-05-6726825d.pth")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--cache-dir", type=Path, default=Path(__file__).parent / "cache", help="classifier and FID reference cache")
+    p.add_argument("--cache-dir", type=Path, default=Path(__file__).parent / "cache", help="classifier and reference features")
     # hidden: data location, for the test suite's run on generated IDX files
     p.add_argument("--idx-dir", help=argparse.SUPPRESS)
     p.add_argument("--data-cache-dir", help=argparse.SUPPRESS)
-    sub = p.add_subparsers(dest="command", metavar="{scaling,hierarchy}")
+    sub = p.add_subparsers(dest="command", metavar="{demo,readme,scaling,hierarchy}")
+    d = sub.add_parser("demo", help="score the 64 samples of `make demo`: share the classifier is >= 0.9 sure of, FID")
+    src = d.add_mutually_exclusive_group()
+    src.add_argument("--ckpt", dest="demo_ckpt", help="sample 64 images from this checkpoint (its sampling settings)")
+    src.add_argument("--samples", help="a folder of PNG samples (default: the newest outputs/ssd_fmnist32/samples/run_*)")
+    d.add_argument("--json", type=Path, help="also write the numbers to this file")
+    r = sub.add_parser("readme", help="rewrite README.md's benchmark table from a results.md")
+    r.add_argument("--results", type=Path, default=RESULTS / "standard" / "results.md")
+    r.add_argument("--readme", type=Path, default=Path(__file__).parents[1] / "README.md")
     s = sub.add_parser("scaling", help="sampling/training GFLOPs of SSD vs DDPM, paper-sized networks, 64-256 px")
     s.add_argument("--out", type=Path, dest="sub_out")
     s.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
@@ -64,12 +79,22 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     _quiet()
+    if args.command == "readme":
+        from .readme import update_readme
+
+        print(update_readme(args.results, args.readme))
+        return
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    if args.command == "scaling":
+    if args.command == "demo":
+        from .demo import run_demo
+
+        run_demo(args.demo_ckpt, args.samples, args.cache_dir, args.json, idx_dir=args.idx_dir,
+                 data_cache_dir=args.data_cache_dir)  # fmt: skip
+    elif args.command == "scaling":
         from .scaling import run_scaling
 
         run_scaling(args.sub_out or RESULTS / f"{stamp}-scaling", sizes=args.sizes)
@@ -83,12 +108,16 @@ def main(argv: list[str] | None = None) -> None:
         from .suite import run_preset
 
         preset = PRESETS[args.preset]
-        out = args.out or RESULTS / f"{stamp}-{preset.name}"
+        overrides = {k: v for k, v in dict(dataset=args.dataset, image_size=args.image_size, channels=args.channels).items()
+                     if v is not None}  # fmt: skip
+        preset = replace(preset, **overrides)
+        extractor = args.extractor or ("inception" if args.inception_weights else "classifier")
+        out = args.out or RESULTS / preset.name
         start = time.perf_counter()
-        run_preset(preset, out, only=args.only, ckpts=dict(args.ckpt), extractor=args.extractor,
+        run_preset(preset, out, only=args.only, ckpts=dict(args.ckpt), extractor=extractor,
                    inception_weights=args.inception_weights, cache_dir=args.cache_dir, idx_dir=args.idx_dir,
-                   data_cache_dir=args.data_cache_dir)  # fmt: skip
-        print(f"Total wall time {time.perf_counter() - start:.0f} s")
+                   data_cache_dir=args.data_cache_dir, fresh=args.fresh)  # fmt: skip
+        print(f"Total wall time {time.perf_counter() - start:.0f} s (load average now {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

@@ -1,89 +1,205 @@
-"""results.md: one table row per model, then every choice the numbers depend on."""
+"""results.md: the main table (between the markers the README copies), the reference rows, which differences the
+intervals separate, FID at equal training FLOPs and wall-clock, the Pareto points, the SD ablation, every choice."""
 
 from __future__ import annotations
+
+from scale_space_diffusion.metrics.intervals import rank_by_intervals, separable
+
+from .runs import SD_ABLATION
+
+TABLE_START, TABLE_END = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
+PAIRS = [  # (a, b, what the difference isolates)
+    ("ddpm_x0", "ddpm", "the parameterisation (x0 + min-SNR vs eps), same backbone and steps"),
+    ("ssd_convex", "ddpm_x0", "the resolution ladder (3 levels vs 1), same parameterisation"),
+    ("ssd_convex", "ddpm", "SSD against the DDPM reference, equal steps"),
+    ("ssd_equal", "ssd_convex", "the ladder schedule (equal vs convex-0.5)"),
+    ("ssd_full_unet", "ssd_convex", "Flexi-UNet vs the full UNet at every step"),
+    ("sd_distilled", "sd_plain", "distillation from the teacher (gated student)"),
+    ("sd_plain", "sd_nogate", "the wavelet gates (no teacher)"),
+    ("sd_distilled", "ddpm", "the student against its teacher"),
+]
 
 
 def _num(x, fmt: str = "{:.3g}") -> str:
     return "n/a" if x is None else fmt.format(x)
 
 
+def ci(r: dict, key: str = "fid", fmt: str = "{:.3g}") -> str:
+    lo, hi = r[f"{key}_ci95"]
+    return f"{fmt.format(r[key])} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def verdict(a: dict, b: dict, names: tuple[str, str]) -> str:
+    s = separable(tuple(a["fid_ci95"]), tuple(b["fid_ci95"]))
+    if s == 0:
+        return "not separable (95% intervals overlap)"
+    better, worse = names if s < 0 else names[::-1]
+    return f"`{better}` better than `{worse}`"
+
+
 def table(runs: list[dict]) -> str:
     if not runs:
         return "(no runs)\n"
-    label = runs[0]["feature_extractor"]
-    cols = ["run", "params", "train GFLOPs/img", "sample GFLOPs/img", "train img/s", "sample img/s", label,
-            "KID", "classifier acc.", "N", "sampler steps", "EMA", "train s", "steps in DDPM time"]  # fmt: skip
+    ranks = rank_by_intervals({r["run"]: tuple(r["fid_ci95"]) for r in runs})
+    cols = ["run", "params", "train GFLOPs/img", "sample GFLOPs/img", "train img/s", "sample img/s",
+            f"{runs[0]['feature_extractor']} [95% CI]", "rank", "KID [95% CI]", "KID subset std", "N", "sampler steps",
+            "train s (load)", "steps in DDPM time"]  # fmt: skip
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in runs:
         train = _num(r["train_gflops_per_image"])
         if r["teacher_gflops"]:
             train += f" (+{_num(r['teacher_gflops'])} teacher fwd)"
+        load = r.get("load", {}).get("train_start")
         row = [f"`{r['run']}`", f"{r['params'] / 1e6:.3f}M", train, _num(r["sample_gflops_per_image"]),
-               _num(r["train_images_per_s"], "{:.1f}"), _num(r["sample_images_per_s"], "{:.2f}"),
-               _num(r["fid"], "{:.4g}"), _num(r["kid"], "{:.4f}"), _num(r["classifier_accuracy"], "{:.4f}"),
-               str(r["num_samples"]) + (" (low)" if r["low_sample"] else ""), str(r["steps"]),
-               f"yes ({r['ema_decay']})" if r["ema"] else "no", _num(r["train_seconds"], "{:.0f}"),
+               _num(r["train_images_per_s"], "{:.1f}"), _num(r["sample_images_per_s"], "{:.1f}"), ci(r), str(ranks[r["run"]]),
+               ci(r, "kid", "{:.3g}"), _num(r["kid_std"], "{:.2g}"), str(r["num_samples"]) + (" (low)" if r["low_sample"] else ""),
+               str(r["steps"]), (_num(r["train_seconds"], "{:.0f}") + (f" ({load:.1f})" if load is not None else "")),
                _num(r["steps_in_ddpm_time"], "{}")]  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
+def reference_table(rows: list[dict]) -> str:
+    lines = ["| reference | N | FID [95% CI] | KID [95% CI] | KID subset std |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['run']}`: {r['description']} | {r['num_samples']} | {ci(r)} | {ci(r, 'kid')} | {_num(r['kid_std'], '{:.2g}')} |")
+    return "\n".join(lines) + "\n"
+
+
+def pairs_section(by_run: dict) -> list[str]:
+    lines = []
+    for a, b, what in PAIRS:
+        if a in by_run and b in by_run:
+            lines.append(f"- {what}: `{a}` {ci(by_run[a])} vs `{b}` {ci(by_run[b])}: **{verdict(by_run[a], by_run[b], (a, b))}**")
+    return lines
+
+
+def compute_section(by_run: dict) -> list[str]:
+    """FID at equal steps, equal training FLOPs and equal wall-clock, each against DDPM's end of training (the same
+    N); the checkpoints are taken at those steps (none is interpolated)."""
+    ddpm = by_run.get("ddpm")
+    if ddpm is None or not ddpm.get("checkpoints"):
+        return ["(needs the ddpm run trained here)"]
+    ref = next(q for q in ddpm["checkpoints"] if q["step"] == ddpm["train_steps"])
+    lines = [f"DDPM at the end of training (step {ref['step']}, {ref['train_gflops_total']:.4g} training GFLOPs, "
+             f"{ref['train_seconds']:.0f} s): FID {ci(ref)} at N = {ref['num_samples']}.\n",
+             "| run | budget | step | training GFLOPs | training s | FID [95% CI] | vs DDPM |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in by_run.items():
+        if name == "ddpm" or not r.get("checkpoints"):
+            continue
+        for q in r["checkpoints"]:
+            budgets = [b for b in q["labels"] if b.startswith("DDPM") or b == "100% steps"]
+            for b in budgets:
+                label = "equal steps" if b == "100% steps" else b.replace("DDPM ", "equal ")
+                lines.append(f"| `{name}` | {label} | {q['step']} | {q['train_gflops_total']:.4g} | {q['train_seconds']:.0f} "
+                             f"| {ci(q)} | {verdict(q, ref, (name, 'ddpm'))} |")  # fmt: skip
+        lines += [f"| `{name}` | note | | | | {n} | |" for n in r.get("budget_notes", [])]
+    return lines
+
+
+def pareto_table(runs: list[dict]) -> str:
+    lines = ["| run | sampler | steps (requested / taken) | sample GFLOPs/img | FID [95% CI] | N |", "|---|---|---|---|---|---|"]
+    for r in runs:
+        for q in sorted(r.get("pareto", []), key=lambda q: (q["sampler"], q["requested_steps"])):
+            s = "DDIM, eta = 0" if q["sampler"] == "ddim" else "ancestral"
+            lines.append(f"| `{r['run']}` | {s} | {q['requested_steps']} / {q['steps']} | {q['sample_gflops_per_image']:.3g} "
+                         f"| {ci(q)} | {q['num_samples']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def sd_section(by_run: dict) -> list[str]:
+    ddpm = by_run.get("ddpm")
+    lines = ["| variant | run | params | teacher/student sampling MACs | FID [95% CI] | KID [95% CI] | vs `sd_nogate` |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    base = by_run.get("sd_nogate")
+    for variant, name in SD_ABLATION.items():
+        r = by_run.get(name)
+        if r is None:
+            continue
+        ratio = ddpm["sample_gflops_per_image"] / r["sample_gflops_per_image"] if ddpm else None
+        vs = verdict(r, base, (name, "sd_nogate")) if base is not None and name != "sd_nogate" else ""
+        lines.append(f"| {variant} | `{name}` | {r['params']:,} | {_num(ratio, '{:.1f}x')} | {ci(r)} | {ci(r, 'kid')} | {vs} |")
+    teach = next((r for r in by_run.values() if r.get("teacher_checkpoint")), None)
+    if teach is not None:
+        lines.append(f"\nTeacher: `{teach['teacher_checkpoint']}` (the suite's `ddpm` run, step {teach['teacher_steps']}, "
+                     f"sha1 {teach['teacher_sha1']}).")  # fmt: skip
+    return lines
+
+
+def timing_table(results: dict) -> str:
+    lines = ["| run | fit s | train FLOPs count s | sampling FLOPs count s | sample s | features s | score s | curves s | load (train start/end, sample) |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results["runs"]:
+        t, ld = r["timings"], r.get("load", {})
+        lines.append(f"| `{r['run']}` | {_num(t.get('fit_s'), '{:.0f}')} | {_num(t.get('train_flops_s'), '{:.1f}')} | "
+                     f"{_num(t.get('sampling_flops_s'), '{:.1f}')} | {t['sample_s']:.0f} | {t['features_s']:.1f} | "
+                     f"{t['score_s']:.1f} | {t['curves_s']:.0f} | {ld.get('train_start')}/{ld.get('train_end')}, {ld.get('sample')} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def markdown(results: dict) -> str:
     p, hw, runs = results["preset"], results["hardware"], results["runs"]
-    label = runs[0]["feature_extractor"] if runs else "FID"
-    acc = runs[0]["classifier_accuracy"] if runs else None
-    ref = runs[0]["num_reference"] if runs else "n/a"
+    by_run = {r["run"]: r for r in runs}
+    label, acc = results.get("feature_extractor", "FID"), results.get("classifier_accuracy")
     warn = ""
     if p["low_sample"]:
-        warn = (f"\n> **Low-sample run:** FID/KID from {p['num_samples']} samples per model (paper-like is 10k+). "
-                "FID is biased upwards at small N; these numbers only rank the models of this run.\n")  # fmt: skip
+        warn = (f"\n> **Low-sample run:** {p['num_samples']} samples per model (paper-like is 10k+). FID is biased "
+                "upwards at small N; these numbers rank the models of this run only.\n")  # fmt: skip
+    sampler = "DDIM (eta = 0)" if p["sampler"] == "ddim" else "ancestral"
     parts = [
         f"# Benchmark: preset `{p['name']}`\n",
-        f"Command: `{results['command']}`  \n"
-        f"Hardware: {hw['cpu_model']}, {hw['cpu_cores']} cores ({hw['torch_threads']} torch threads), "
-        f"GPU: {hw['gpu'] or 'none'}; torch {hw['torch']}, lightning {hw['lightning']}, Python {hw['python']}.\n",
-        warn,
-        table(runs),
+        f"Command: `{results['command']}`  \nHardware: {hw['cpu_model']}, {hw['cpu_cores']} cores ({hw['torch_threads']} "
+        f"torch threads), GPU: {hw['gpu'] or 'none'}; torch {hw['torch']}, lightning {hw['lightning']}, Python "
+        f"{hw['python']}. Timings were taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
+        warn, TABLE_START, table(runs), TABLE_END,
+        f"\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared ranks: not separable). "
+        f"{label}, classifier test accuracy {_num(acc, '{:.4f}')}; N generated samples against {results.get('num_reference')} "
+        f"real test images; main sampler {sampler}, {p['sample_steps']} steps.\n",
+        "\n## Reference rows (scored exactly as the models)\n", reference_table(results.get("reference", [])),
+        "\n## Which differences the intervals separate\n", *pairs_section(by_run),
+        "\n## Equal training FLOPs and equal wall-clock\n",
+        f"Checkpoints are saved at 25/50/100% of the steps and, for the budget runs ({', '.join(p['budget_runs'])}), "
+        f"training goes on (at most {p['max_extend']}x the steps) to a checkpoint at DDPM's total training FLOPs and one at "
+        "DDPM's training wall-clock; other runs get the wall-clock checkpoint only when they reach it within their steps. "
+        f"Each is scored with {min(p['curve_samples'], p['num_samples'])} samples (the end-of-training one: the first of its "
+        "main samples). Nothing is interpolated.\n", *compute_section(by_run),
+        "\n## Pareto: FID against sampling GFLOPs per image\n", pareto_table(runs),
+        "\n## Spectral Diffusion ablation (same slim width, steps and seed)\n", *sd_section(by_run),
+        "\n`sd_ablation_spectrum.png`: the radially averaged power spectrum of each variant's samples (first 1000) "
+        "against real test images, and their ratio.\n",
         "\n## What the columns are\n",
-        "- **params**: parameters of the sampling network (SD: the slim student; teacher and feature adapters not included).",
-        "- **train GFLOPs/img**: forward + backward per training image, in expectation over t ~ U{0..T-1} (SSD: each "
-        "path (r(t), r(t-1)) weighted by its share of t). SD: the student's own cost (denoising and distillation "
-        "losses); the frozen teacher's forward is shown apart.",
-        f"- **sample GFLOPs/img**: forward FLOPs per image over the whole sampler trajectory ({p['sample_steps']} "
-        "respaced steps), counted by tracing the sampler at batch 1 and checked to equal the per-path count "
-        "(denoiser + exact posterior) times the steps on each path.",
-        "- FLOPs = 2 x multiply-accumulates of convolutions, matmuls and attention (`torch.utils.flop_counter`); "
-        "norms, activations and resampling are not counted.",
-        f"- **train img/s**: optimisation steps timed from one batch start to the next after {p['warmup_steps']} "
-        f"warm-up steps, batch {p['batch_size']} for every model (data loading, forward, backward, AdamW, EMA).",
-        f"- **sample img/s**: `model.sample` at batch {p['sample_batch']}, PNG writing excluded.",
-        f"- **{label}** and **KID** (mean over subsets of min(1000, N) images) through torch-fidelity against the "
-        f"{ref} real test images; **classifier acc.**: test accuracy of the feature classifier (n/a for Inception).",
-        "- **train s**: wall-clock of `Trainer.fit`. **steps in DDPM time** = steps x ddpm_train_s / train_s: the "
-        "optimisation steps the model would reach in the DDPM's training wall-clock at its measured pace. It is an "
-        "equal-wall-clock view of the training budget; FID is not re-measured at that step count.",
+        "- **params**: parameters of the sampling network (SD: the student; teacher and feature adapters excluded).",
+        "- **train GFLOPs/img**: forward + backward per training image, in expectation over t (SSD: each path "
+        "(r(t), r(t-1)) weighted by its share of t); SD: the student's own cost, the frozen teacher's forward apart. "
+        "Training GFLOPs in the curves = (student + teacher forward) per image x batch x step.",
+        "- **sample GFLOPs/img**: forward FLOPs per image over the whole sampler trajectory, counted by tracing the "
+        "sampler at batch 1 and checked equal to the per-path count. FLOPs = 2 x MACs of convolutions, matmuls and "
+        "attention (`torch.utils.flop_counter`); norms, activations and resampling are not counted.",
+        f"- **train img/s**: steps after {p['warmup_steps']} warm-up steps, batch {p['batch_size']}, timed from one batch "
+        "start to the next (data, forward, backward, AdamW, EMA). **sample img/s**: `model.sample` at batch "
+        f"{p['sample_batch']}, PNG writing excluded. **train s**: training wall-clock to the last step (checkpoint saves "
+        "excluded), with the load average at its start.",
+        f"- **FID, KID**: from features computed once per image set; 95% intervals from {p['resamples']} bootstrap "
+        "resamples of the generated features (with replacement) against the fixed test statistics, shifted by the "
+        "bootstrap bias (median - estimate); KID = unbiased MMD^2 (cubic polynomial kernel) over all pairs; **KID subset "
+        "std**: torch-fidelity's std over 100 subsets of min(1000, N).",
+        "- **steps in DDPM time** = steps x ddpm_train_s / train_s; its FID is in the equal-wall-clock rows above "
+        "where a checkpoint was taken there.",
         "\n## Stated choices\n",
-        f"- **Equal optimisation steps**: {p['steps']} steps at batch {p['batch_size']} for every model, AdamW lr "
-        f"{p['lr']}, gradient clipping 1.0, T = {p['timesteps']}, {p['image_size']}x{p['image_size']} Fashion-MNIST "
-        + ("(28x28 padded with 2 px of background" if p["image_size"] >= 28 else "(28x28 resized, antialiased")
-        + ", random horizontal flips).",
-        f"- **Networks**: DDPM and SSD share the ADM backbone (width {p['model_channels']}, mult {p['channel_mult']}, "
-        f"{p['num_res_blocks']} res block(s), attention at {p['attention_resolutions']}); SD's slim SpectralUNet has "
-        f"width {p['slim_channels']} (1/4). DDPM and SD predict eps; SSD predicts x0 with min(SNR, 5) weights.",
-        f"- **Samples**: {p['num_samples']} per model{' (LOW-SAMPLE)' if p['low_sample'] else ''}, saved as lossless "
-        "PNG (`<run>/samples/000000.png`...), drawn with the **EMA weights** "
-        f"(decay {p['ema_decay']}, from step {p['ema_start_step']}).",
-        f"- **Sampler**: ancestral with the exact posterior, respaced to {p['sample_steps']} steps; SSD keeps every "
-        "transition, so it takes up to 2 more steps (column *sampler steps*).",
-        f"- **Seeds**: weights and data order from seed {p['seed']}; sample i is drawn from a generator seeded by "
-        f"({p['seed']}, i), so every model starts from the same noise where resolutions match.",
-        f"- **Feature extractor**: {label}" + (f", classifier test accuracy {acc:.4f}" if acc is not None else "")
-        + "; it runs in eval mode (frozen, no dropout, BatchNorm statistics fixed). Classifier numbers compare the "
-        "models of this run, not papers.",
-        "- **Reference statistics**: features of the real test split, cached by torch-fidelity under a key made "
-        "of the dataset, the reference's shape and content hash and the extractor's identity (a changed "
-        "reference or classifier never reads stale statistics).",
-        "\n## Plots\n",
-        *[f"- `{name}`" for name in results.get("plots", [])],
-    ]
+        f"- **Equal optimisation steps**: {p['steps']} steps at batch {p['batch_size']}, AdamW lr {p['lr']} (constant, "
+        f"no warm-up), gradient clipping 1.0, T = {p['timesteps']}, dataset `{p['dataset']}` at {p['image_size']}px, "
+        f"{p['channels']} channel(s), random horizontal flips.",
+        f"- **Networks**: DDPM, DDPM-x0 and SSD share the ADM backbone (width {p['model_channels']}, mult "
+        f"{tuple(p['channel_mult'])}, {p['num_res_blocks']} res block(s), attention at {tuple(p['attention_resolutions'])}); "
+        f"the SD students have width {p['slim_channels']}. DDPM and SD predict eps; DDPM-x0 and SSD predict x0 with "
+        "min(SNR, 5) weights.",
+        f"- **Samples**: lossless PNG (`<run>/samples/`), **EMA weights** (decay {p['ema_decay']} from step "
+        f"{p['ema_start_step']}); image i is drawn from a generator seeded by ({p['seed']}, i) in every set.",
+        "- **Reference statistics**: the test split's features, cached under a key of the dataset, its shape and "
+        "content hash and the extractor; the feature network runs in eval mode.",
+        "\n## Stage timings (for estimating a preset's time)\n",
+        f"Classifier and reference features: {results.get('judge_seconds', 0):.0f} s; reference rows: "
+        f"{results.get('reference_seconds', 0):.0f} s.\n", timing_table(results),
+        "\n## Plots\n", *[f"- `{name}`" for name in results.get("plots", [])],
+    ]  # fmt: skip
     return "\n".join(parts) + "\n"

@@ -1,11 +1,13 @@
-"""One benchmark run: build (or load) a model, train it, sample PNGs, time it.
+"""One benchmark run: build (or load) a model, train it with scored checkpoints, sample it, time it.
 
-Every run uses the package's own classes; DDPM and the SSD runs share the backbone width, and
-Spectral Diffusion's slim net is a quarter of it.
+Every run uses the package's own classes. DDPM, DDPM-x0 and the SSD runs share the backbone width; the Spectral
+Diffusion students share the slim width (8-18x fewer MACs than their teacher, the suite's own ``ddpm`` run).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -14,79 +16,111 @@ import torch
 from tqdm.auto import tqdm
 
 from scale_space_diffusion import DDPM, FlexiUNet, ScaleSpaceDiffusion, SpectralDiffusion, SpectralUNet, UNet
-from scale_space_diffusion.images import save_png, to_uint8
 from scale_space_diffusion.diffusion.rng import sample_generators
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
+from scale_space_diffusion.images import save_grid, save_png, to_uint8
 from scale_space_diffusion.models.base import DiffusionModule
 from scale_space_diffusion.models.settings import Optimization, Sampling
 
 from .presets import Preset
 
-RUNS = ("ddpm", "ssd_convex", "ssd_equal", "ssd_full_unet", "sd_distilled", "sd_plain")
+RUNS = ("ddpm", "ddpm_x0", "ssd_convex", "ssd_equal", "ssd_full_unet", "sd_distilled", "sd_plain",
+        "sd_nogate_distilled", "sd_nogate")  # fmt: skip
 DESCRIPTIONS = {
-    "ddpm": "DDPM, eps-prediction, ADM UNet (the reference)",
-    "ssd_convex": "SSD, 3 levels 32/16/8, convex-0.5 ladder, Flexi-UNet",
+    "ddpm": "DDPM, eps-prediction, ADM UNet (the reference, and the SD teacher)",
+    "ddpm_x0": "DDPM-x0: SSD with 1 level (x0-prediction, min-SNR-5 weights), same backbone",
+    "ssd_convex": "SSD, 3 levels, convex-0.5 ladder, Flexi-UNet",
     "ssd_equal": "SSD, 3 levels, equal ladder, Flexi-UNet",
     "ssd_full_unet": "SSD, 3 levels, convex-0.5, full UNet at every step (ablation)",
-    "sd_distilled": "Spectral Diffusion, 1/4-width wavelet-gated UNet, distilled from the ddpm run",
-    "sd_plain": "the same slim net without a teacher",
+    "sd_distilled": "Spectral Diffusion: slim wavelet-gated UNet, distilled from the ddpm run (full SD)",
+    "sd_plain": "the same gated slim net, no teacher (+gating)",
+    "sd_nogate_distilled": "slim UNet without gates, distilled (+spectral loss)",
+    "sd_nogate": "slim UNet without gates, no teacher (plain slim)",
 }
+SD_ABLATION = {"plain slim": "sd_nogate", "+gating": "sd_plain", "+spectral loss": "sd_nogate_distilled",
+               "full SD": "sd_distilled"}  # fmt: skip
 _SSD = {  # run -> ScaleSpaceDiffusion arguments
-    "ssd_convex": dict(ladder_schedule="convex", unet_mode="flexi"),
-    "ssd_equal": dict(ladder_schedule="equal", unet_mode="flexi"),
-    "ssd_full_unet": dict(ladder_schedule="convex", unet_mode="full"),
+    "ddpm_x0": dict(num_levels=1, ladder_schedule="convex", unet_mode="flexi"),
+    "ssd_convex": dict(num_levels=3, ladder_schedule="convex", unet_mode="flexi"),
+    "ssd_equal": dict(num_levels=3, ladder_schedule="equal", unet_mode="flexi"),
+    "ssd_full_unet": dict(num_levels=3, ladder_schedule="convex", unet_mode="full"),
 }
-SSD_LEVELS = 3
+_SD = {"sd_distilled": (True, True), "sd_plain": (True, False), "sd_nogate_distilled": (False, True),
+       "sd_nogate": (False, False)}  # run -> (gating, distilled)  # fmt: skip
+
+
+def distilled(name: str) -> bool:
+    return name in _SD and _SD[name][1]
 
 
 def net_kwargs(p: Preset, width: int) -> dict:
-    return dict(image_size=p.image_size, in_channels=1, model_channels=width, channel_mult=p.channel_mult,
-                num_res_blocks=p.num_res_blocks, attention_resolutions=p.attention_resolutions, num_heads=p.num_heads)  # fmt: skip
+    heads = p.num_heads
+    while heads > 1 and any(width * m % heads for m in p.channel_mult):
+        heads //= 2
+    return dict(image_size=p.image_size, in_channels=p.channels, model_channels=width, channel_mult=p.channel_mult,
+                num_res_blocks=p.num_res_blocks, attention_resolutions=p.attention_resolutions, num_heads=heads)  # fmt: skip
+
+
+def sampling_settings(p: Preset, sampler: str | None = None, steps: int | None = None) -> Sampling:
+    return Sampling(steps=steps or p.sample_steps, sampler=sampler or p.sampler, eta=0.0, seed=p.seed,
+                    grid_every_n_epochs=0, grid_size=0)  # fmt: skip
 
 
 def build(name: str, p: Preset, teacher: str | None = None) -> DiffusionModule:
-    """A fresh model for run ``name``; ``teacher`` is the DDPM checkpoint ``sd_distilled`` needs."""
+    """A fresh model for run ``name``; ``teacher`` is the DDPM checkpoint the distilled students need."""
     common = dict(schedule=NoiseSchedule("linear", p.timesteps),
                   optim=Optimization(lr=p.lr, ema_decay=p.ema_decay, ema_start_step=p.ema_start_step),
-                  sampling=Sampling(steps=p.sample_steps, seed=p.seed, grid_every_n_epochs=0, grid_size=0))  # fmt: skip
+                  sampling=sampling_settings(p))  # fmt: skip
     if name == "ddpm":
         return DDPM(UNet(**net_kwargs(p, p.model_channels)), **common)
     if name in _SSD:
-        net = FlexiUNet(**net_kwargs(p, p.model_channels))
-        return ScaleSpaceDiffusion(net, num_levels=SSD_LEVELS, gamma=0.5, **_SSD[name], **common)
-    if name in ("sd_distilled", "sd_plain"):
-        if name == "sd_distilled" and teacher is None:
-            raise ValueError("sd_distilled needs the ddpm run's checkpoint (run ddpm too, or pass --ckpt ddpm=PATH)")
-        net = SpectralUNet(**net_kwargs(p, p.slim_channels), gating=True)
-        return SpectralDiffusion(net, teacher=teacher if name == "sd_distilled" else None, **common)
+        return ScaleSpaceDiffusion(FlexiUNet(**net_kwargs(p, p.model_channels)), gamma=0.5, **_SSD[name], **common)
+    if name in _SD:
+        gating, distil = _SD[name]
+        if distil and teacher is None:
+            raise ValueError(f"{name} needs the ddpm run's checkpoint (run ddpm too, or pass --ckpt ddpm=PATH)")
+        net = SpectralUNet(**net_kwargs(p, p.slim_channels), gating=gating)
+        return SpectralDiffusion(net, teacher=teacher if distil else None, **common)
     raise ValueError(f"unknown run {name!r}; choose from {', '.join(RUNS)}")
 
 
-class StepTimer(L.Callback):
-    """Wall-clock of ``fit`` and the images/s of the optimisation steps after ``warmup``.
+def set_sampler(model: DiffusionModule, sampler: str, steps: int) -> DiffusionModule:
+    model.sampling = dataclasses.replace(model.sampling, sampler=sampler, eta=0.0, steps=steps)
+    return model
 
-    A step is timed from one batch start to the next, so it holds data loading, forward,
-    backward, the optimizer and the EMA update: the throughput of the real training loop.
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+class StepTimer(L.Callback):
+    """Training wall-clock (checkpoint saves excluded) and the images/s of the steps after ``warmup``.
+
+    A step is timed from one batch start to the next, so it holds data loading, forward, backward, the
+    optimizer and the EMA update: the throughput of the real training loop.
     """
 
     def __init__(self, warmup: int):
-        self.warmup = warmup
-        self.starts: list[float] = []
-        self.batch_size = 0
+        self.warmup, self.starts, self.batch_size, self.paused = warmup, [], 0, 0.0
         self.fit_seconds = float("nan")
+        self.load_start = self.load_end = None
 
     def on_train_start(self, trainer, pl_module):
-        self._fit_start = time.perf_counter()
+        self._fit_start, self.load_start = time.perf_counter(), load()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._sync(pl_module)
-        self.starts.append(time.perf_counter())
+        self.starts.append(time.perf_counter() - self.paused)
         self.batch_size = len(batch[0])
 
-    def on_train_end(self, trainer, pl_module):
+    def elapsed(self, pl_module) -> float:
         self._sync(pl_module)
-        self.starts.append(time.perf_counter())
-        self.fit_seconds = self.starts[-1] - self._fit_start
+        return time.perf_counter() - self.paused - self._fit_start
+
+    def on_train_end(self, trainer, pl_module):
+        self.fit_seconds = self.elapsed(pl_module)
+        self.starts.append(self._fit_start + self.fit_seconds)
+        self.load_end = load()
 
     @staticmethod
     def _sync(pl_module):
@@ -100,45 +134,82 @@ class StepTimer(L.Callback):
         return (len(timed) - 1) * self.batch_size / (timed[-1] - timed[0])
 
 
-def fit(model: DiffusionModule, data: L.LightningDataModule, steps: int, warmup: int, root: Path,
-        seed: int) -> tuple[StepTimer, L.Trainer]:  # fmt: skip
-    """``steps`` optimisation steps through a Lightning Trainer (no validation, no logger).
+class Milestones(L.Callback):
+    """Checkpoints at fixed steps and at the first step past ``seconds`` of training (DDPM's wall-clock); the
+    Trainer stops once both are passed. Save time is excluded from the timer."""
 
-    Afterwards the model holds its EMA weights, and ``trainer.save_checkpoint(path)`` writes a
-    checkpoint that ``load_model`` rebuilds.
-    """
+    def __init__(self, folder: Path, steps: dict[int, list[str]], timer: StepTimer, seconds: float | None = None):
+        self.folder, self.steps, self.timer, self.seconds = folder, steps, timer, seconds
+        self.saved: list[dict] = []
+
+    def _save(self, trainer, pl_module, labels: list[str]) -> None:
+        step = trainer.global_step
+        if self.saved and self.saved[-1]["step"] == step:
+            self.saved[-1]["labels"] += labels
+            return
+        elapsed, start = self.timer.elapsed(pl_module), time.perf_counter()
+        path = self.folder / f"step{step:06d}.ckpt"
+        trainer.save_checkpoint(path)
+        self.timer.paused += time.perf_counter() - start
+        self.saved.append({"step": step, "labels": labels, "path": str(path), "train_seconds": elapsed, "load": load()})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step in self.steps:
+            self._save(trainer, pl_module, list(self.steps[step]))
+        wall_done = self.seconds is None or any("DDPM wall-clock" in s["labels"] for s in self.saved)
+        if not wall_done and self.timer.elapsed(pl_module) >= self.seconds:
+            self._save(trainer, pl_module, ["DDPM wall-clock"])
+            wall_done = True
+        if step >= max(self.steps) and wall_done:
+            trainer.should_stop = True
+
+
+def fit(model: DiffusionModule, data: L.LightningDataModule, max_steps: int, warmup: int, root: Path, seed: int,
+        milestones: dict[int, list[str]] | None = None, seconds: float | None = None) -> tuple[StepTimer, list[dict]]:  # fmt: skip
+    """Train through a Lightning Trainer (no validation, no logger; Lightning's progress bar), saving the
+    ``milestones`` checkpoints under ``root/checkpoints``; returns the timer and the saved checkpoints."""
     L.seed_everything(seed, verbose=False)  # the same data order for every run
     timer = StepTimer(warmup)
-    trainer = L.Trainer(max_steps=steps, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+    callbacks: list[L.Callback] = [timer]
+    saver = None
+    if milestones:
+        (root / "checkpoints").mkdir(parents=True, exist_ok=True)
+        saver = Milestones(root / "checkpoints", milestones, timer, seconds)
+        callbacks.append(saver)
+    trainer = L.Trainer(max_steps=max_steps, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False,
-                        gradient_clip_val=1.0, callbacks=[timer], default_root_dir=str(root))  # fmt: skip
+                        gradient_clip_val=1.0, callbacks=callbacks, default_root_dir=str(root))  # fmt: skip
     trainer.fit(model, data)
-    return timer, trainer
+    return timer, (saver.saved if saver else [])
 
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def sample_pngs(model: DiffusionModule, p: Preset, out: Path, name: str) -> dict:
-    """``p.num_samples`` PNGs ``out/000000.png``...; image i from a generator seeded by (seed, i).
-
-    Only ``model.sample`` is timed (not the PNG writing): ``images_per_s`` is sampling throughput
-    at batch ``p.sample_batch``.
-    """
-    out.mkdir(parents=True, exist_ok=True)
+def sample_images(model: DiffusionModule, n: int, batch: int, seed: int, desc: str, out: Path | None = None) -> tuple[torch.Tensor, float]:  # fmt: skip
+    """uint8 (n, C, S, S) from ``model``'s sampler, image i from a generator seeded by (seed, i); PNGs
+    ``out/000000.png``... when ``out`` is given. Returns (images, seconds in ``model.sample``, PNG writing excluded)."""
     dev = device()
     model.to(dev).eval()
-    seconds = 0.0
-    chunks = torch.arange(p.num_samples).split(p.sample_batch)
-    for chunk in tqdm(chunks, desc=f"{name}: sampling {p.num_samples} images", unit="batch"):
-        gens = sample_generators(p.seed, chunk)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    seconds, images = 0.0, []
+    for chunk in tqdm(torch.arange(n).split(batch), desc=desc, unit="batch"):
         start = time.perf_counter()
-        images = model.sample(gens, model.sample_labels(chunk), steps=p.sample_steps)
+        x = model.sample(sample_generators(seed, chunk), model.sample_labels(chunk))
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds += time.perf_counter() - start
-        for i, image in zip(chunk.tolist(), to_uint8(images).cpu()):
+        x = to_uint8(x).cpu()
+        images.append(x)
+        for i, image in zip(chunk.tolist(), x) if out is not None else ():
             save_png(image, out / f"{i:06d}.png")
     model.cpu()
-    return {"sample_seconds": seconds, "sample_images_per_s": p.num_samples / seconds}
+    return torch.cat(images), seconds
+
+
+def write_grid(images: torch.Tensor, path: Path) -> Path:
+    """The first 64 samples as one PNG grid (upscaled to about 128 px per image, at most 4x)."""
+    return save_grid(images[:64], path, nrow=8, upscale=max(1, min(4, 128 // images.shape[-1])))

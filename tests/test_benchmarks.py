@@ -1,15 +1,23 @@
 """The benchmark suite end to end on a tiny preset and generated Fashion-MNIST-shaped IDX files."""
 
 import json
+import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from benchmarks.__main__ import main
-from benchmarks.runs import RUNS
+from benchmarks.runs import RUNS, SD_ABLATION
 
-REQUIRED = ["params", "train_gflops_per_image", "sample_gflops_per_image", "train_images_per_s", "sample_images_per_s",
-            "fid", "kid", "feature_extractor", "classifier_accuracy", "num_samples", "sampler", "steps", "ema", "seed",
-            "train_seconds", "steps_in_ddpm_time", "teacher_gflops", "active_params", "hardware", "preset"]  # fmt: skip
+REQUIRED = ["fid", "fid_ci95", "kid", "kid_ci95", "kid_std", "num_samples", "sample_gflops_per_image",
+            "train_gflops_per_image", "train_images_per_s", "sample_images_per_s", "params", "steps",
+            "feature_extractor", "classifier_accuracy", "sampler", "ema", "seed", "train_seconds", "steps_in_ddpm_time",
+            "teacher_gflops", "active_params", "hardware", "preset", "checkpoints", "pareto", "load", "timings"]  # fmt: skip
+
+
+def ordered(r: dict) -> bool:
+    return all(r[f"{k}_ci95"][0] <= r[k] <= r[f"{k}_ci95"][1] for k in ("fid", "kid"))
 
 
 @pytest.fixture(scope="module")
@@ -23,22 +31,61 @@ def smoke(fmnist_idx, tmp_path_factory):
 def test_smoke_preset_writes_every_record_and_plot(smoke):
     out, _ = smoke
     results = json.loads((out / "results.json").read_text())
-    assert [r["run"] for r in results["runs"]] == list(RUNS)
+    assert [r["run"] for r in results["runs"]] == list(RUNS) and "ddpm_x0" in RUNS
     for r in results["runs"]:
         missing = [k for k in REQUIRED if k not in r]
         assert not missing, f"{r['run']} lacks {missing}"
         assert r["feature_extractor"] == "FID (fmnist-classifier features)" and r["ema"] and r["low_sample"]
+        assert ordered(r) and r["kid_std"] >= 0
         assert r["sample_gflops_traced"] == r["sample_gflops_per_image"] > 0
-        assert {"cpu_model", "cpu_cores", "torch"} <= set(r["hardware"])
         assert len(list((out / r["run"] / "samples").glob("0*.png"))) == r["num_samples"] == 8
-        assert (out / r["run"] / "model.ckpt").is_file()
+        assert (out / r["run"] / "model.ckpt").is_file() and (out / r["run"] / "grid.png").is_file()
+        steps = {c["step"] for c in r["checkpoints"]}
+        assert {2, 4} <= steps and all(ordered(c) and c["num_samples"] == 6 for c in r["checkpoints"])
+        samplers = {(q["sampler"], q["requested_steps"]) for q in r["pareto"]}
+        assert samplers == {("ddim", 4), ("ancestral", 3)} and all(ordered(q) for q in r["pareto"])
+        assert len(r["radial_power"]) == 16
+    refs = {(x["run"], x["num_samples"]) for x in results["reference"]}
+    assert refs == {("train_vs_test", 8), ("prior_noise", 8), ("train_vs_test", 6), ("prior_noise", 6)}
+    assert all(ordered(x) for x in results["reference"])
     by_run = {r["run"]: r for r in results["runs"]}
-    assert by_run["sd_distilled"]["teacher_gflops"] > 0 == by_run["sd_plain"]["teacher_gflops"]
+    ddpm_ckpt = by_run["ddpm"]["checkpoint"]
+    for name in ("sd_distilled", "sd_nogate_distilled"):
+        assert by_run[name]["teacher_checkpoint"] == ddpm_ckpt and by_run[name]["teacher_steps"] == 4
+        assert by_run[name]["teacher_gflops"] > 0
+    assert by_run["sd_plain"]["teacher_gflops"] == 0 and "teacher_checkpoint" not in by_run["sd_plain"]
     assert by_run["ddpm"]["steps_in_ddpm_time"] == by_run["ddpm"]["train_steps"]
-    for plot in ("fid_vs_sample_gflops.png", "samples_side_by_side.png", "ssd_ladder.png"):
+    ssd = by_run["ssd_convex"]  # a budget run: trained on past `steps` to DDPM's FLOPs and wall-clock
+    labels = [b for c in ssd["checkpoints"] for b in c["labels"]]
+    assert "DDPM FLOPs" in labels and ("DDPM wall-clock" in labels or ssd["budget_notes"])
+    flops_step = next(c["step"] for c in ssd["checkpoints"] if "DDPM FLOPs" in c["labels"])
+    assert flops_step * ssd["train_gflops_total_per_image"] >= 4 * by_run["ddpm"]["train_gflops_total_per_image"]
+    for plot in ("fid_vs_sample_gflops.png", "fid_vs_training.png", "samples_side_by_side.png", "ssd_ladder.png",
+                 "sd_ablation_spectrum.png"):  # fmt: skip
         assert (out / plot).stat().st_size > 1000
     md = (out / "results.md").read_text()
     assert "Low-sample run" in md and "EMA" in md and all(f"`{name}`" in md for name in RUNS)
+    assert "<!-- benchmark-table -->" in md and "[95% CI]" in md and "train_vs_test" in md
+    assert all(v in md for v in SD_ABLATION) and "Teacher:" in md and "equal FLOPs" in md
+
+
+def test_restart_skips_finished_runs_and_reruns_the_rest(smoke, tmp_path, capsys):
+    out, data = smoke
+    copy = tmp_path / "bench"
+    shutil.copytree(out, copy)
+    results = json.loads((copy / "results.json").read_text())
+    for r in results["runs"]:  # the copy's records point at its own files
+        for key in ("checkpoint", "samples_dir"):
+            r[key] = r[key].replace(str(out), str(copy))
+    results["runs"] = results["runs"][:-1]  # as if the suite had crashed in the last run
+    (copy / "results.json").write_text(json.dumps(results))
+    capsys.readouterr()
+    main(["--preset", "smoke", "--out", str(copy), *data])
+    printed = capsys.readouterr().out
+    assert sum("finished before" in line and "skipped" in line for line in printed.splitlines()) == len(RUNS) - 1
+    after = json.loads((copy / "results.json").read_text())
+    assert [r["run"] for r in after["runs"]] == list(RUNS)
+    assert [r["fid"] for r in after["runs"][:-1]] == [r["fid"] for r in results["runs"]]
 
 
 def test_checkpoints_are_reused_and_the_teacher_found(smoke, tmp_path):
@@ -47,13 +94,45 @@ def test_checkpoints_are_reused_and_the_teacher_found(smoke, tmp_path):
     main(["--preset", "smoke", "--out", str(tmp_path), "--only", "ddpm", "sd_distilled", "--ckpt", f"ddpm={ddpm}", *data])
     runs = {r["run"]: r for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
     assert not runs["ddpm"]["trained_here"] and runs["ddpm"]["train_seconds"] is None
-    assert runs["ddpm"]["train_steps"] == 2 and runs["ddpm"]["train_images_per_s"] > 0
-    assert runs["sd_distilled"]["trained_here"] and runs["sd_distilled"]["teacher_gflops"] > 0
+    assert runs["ddpm"]["train_steps"] == 4 and runs["ddpm"]["train_images_per_s"] > 0
+    assert runs["sd_distilled"]["trained_here"] and runs["sd_distilled"]["teacher_checkpoint"] == str(ddpm)
+
+
+def test_demo_scores_a_sample_folder(smoke, capsys, tmp_path):
+    out, data = smoke
+    main([*data, "demo", "--samples", str(out / "ddpm" / "samples"), "--json", str(tmp_path / "demo.json")])
+    numbers = json.loads((tmp_path / "demo.json").read_text())
+    assert numbers["num_samples"] == 8 and 0 <= numbers["confident_share"] <= 1
+    assert numbers["fid_ci95"][0] <= numbers["fid"] <= numbers["fid_ci95"][1]
+    assert "confidence >= 0.9" in capsys.readouterr().out
+
+
+def test_readme_table_is_generated_from_results(smoke, tmp_path):
+    out, _ = smoke
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- benchmark-table -->\nold\n<!-- /benchmark-table -->\n\nafter\n")
+    main(["readme", "--results", str(out / "results.md"), "--readme", str(readme)])
+    text = readme.read_text()
+    assert "old" not in text and "| `ssd_convex` |" in text and text.endswith("after\n")
+    main(["readme", "--results", str(out / "results.md"), "--readme", str(readme)])  # idempotent
+    assert readme.read_text() == text
 
 
 def test_distillation_without_a_teacher_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="ddpm"):
         main(["--preset", "smoke", "--out", str(tmp_path), "--only", "sd_distilled"])
+
+
+def test_a_dataset_without_labels_is_refused_before_training(tmp_path, capsys):
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    with pytest.raises(SystemExit, match="no class labels"):
+        main(["--preset", "smoke", "--out", str(tmp_path / "out"), "--dataset", str(folder), "--image-size", "16",
+              "--data-cache-dir", str(tmp_path / "cache"), "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    assert not (tmp_path / "out" / "ddpm").exists()
 
 
 def test_hierarchy_analysis(fmnist_idx, tmp_path):

@@ -1,0 +1,117 @@
+"""Scoring a trained run: the main sample set, the checkpoints taken during training, the Pareto points (FID vs
+sampling GFLOPs at several sampler step counts) and the radial power spectrum of the samples.
+
+Image i of every set is drawn from a generator seeded by (seed, i), so the first n images of a larger set with
+the same checkpoint and sampler are the n-image set: the curves reuse the main samples where they can.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from scale_space_diffusion.metrics.analysis import radial_power_spectrum
+from scale_space_diffusion.metrics.model_flops import sampling_flops
+from scale_space_diffusion.models.loading import load_model
+
+from .presets import Preset
+from .quality import Judge
+from .runs import load, sample_images, set_sampler, write_grid
+
+SPECTRUM_IMAGES = 1000  # images per radial power spectrum
+
+
+def counted_flops(model, steps: int, trace: bool = True, cache: dict | None = None) -> dict:
+    """Sampling FLOPs of ``model``'s sampler, counted per path and (``trace``) by tracing the sampler, checked equal."""
+    f = sampling_flops(model, steps, trace=trace, cache=cache)
+    if trace and f["flops_traced"] != f["flops"]:
+        raise AssertionError(f"traced sampling FLOPs {f['flops_traced']} != per-path {f['flops']}")
+    return f
+
+
+def spectrum(images: torch.Tensor) -> list[float]:
+    """Radially averaged power per band (16 bands) of uint8 images, as [-1, 1] floats."""
+    return radial_power_spectrum(images[:SPECTRUM_IMAGES].float() / 127.5 - 1).tolist()
+
+
+def flop_caches() -> dict[str, dict]:
+    """Per-path FLOP counts, one cache per sampler (a DDIM step's posterior costs differ from an ancestral one's),
+    shared by every step count of one model."""
+    return {"ddim": {}, "ancestral": {}}
+
+
+def score_main(model, name: str, p: Preset, judge: Judge, run_dir: Path, caches: dict) -> tuple[dict, torch.Tensor]:
+    """The end-of-training set: ``num_samples`` PNGs with the main sampler, its grid, features and scores."""
+    set_sampler(model, p.sampler, p.sample_steps)
+    start = time.perf_counter()
+    flops = counted_flops(model, p.sample_steps, cache=caches[p.sampler])
+    flops_s = time.perf_counter() - start
+    sample_load = load()
+    images, seconds = sample_images(model, p.num_samples, p.sample_batch, p.seed,
+                                    f"{name}: sampling {p.num_samples} images", run_dir / "samples")  # fmt: skip
+    write_grid(images, run_dir / "grid.png")
+    start = time.perf_counter()
+    features = judge.features(images, f"{name}: features")
+    torch.save(features, run_dir / "samples" / "features.pt")
+    features_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = judge.score(features)
+    record = {
+        **scores, "sample_gflops_per_image": flops["gflops"], "sample_gflops_traced": flops["flops_traced"] / 1e9,
+        "sample_paths": flops["paths"], "steps": flops["num_steps"], "sample_seconds": seconds,
+        "sample_images_per_s": p.num_samples / seconds, "grid": str(run_dir / "grid.png"),
+        "samples_dir": str(run_dir / "samples"), "radial_power": spectrum(images),
+        "timings": {"sampling_flops_s": flops_s, "sample_s": seconds, "features_s": features_s,
+                    "score_s": time.perf_counter() - start},
+        "load": {"sample": sample_load},
+    }  # fmt: skip
+    return record, features
+
+
+def _curve_point(judge: Judge, features: torch.Tensor, **extra) -> dict:
+    s = judge.score(features)
+    keep = ("fid", "fid_ci95", "kid", "kid_ci95", "kid_std", "num_samples")
+    return {**extra, **{k: s[k] for k in keep}}
+
+
+def score_checkpoints(saved: list[dict], name: str, p: Preset, judge: Judge, main_features: torch.Tensor,
+                      per_image_gflops: float, batch_size: int) -> list[dict]:  # fmt: skip
+    """FID of every checkpoint taken during training, at ``curve_samples`` images with the main sampler; the
+    checkpoint at ``steps`` reuses the first images of the main set."""
+    n = min(p.curve_samples, p.num_samples)
+    points = []
+    for c in saved:
+        extra = {"step": c["step"], "labels": c["labels"], "train_seconds": c["train_seconds"], "load": c["load"],
+                 "train_gflops_total": per_image_gflops * batch_size * c["step"], "checkpoint": c["path"]}  # fmt: skip
+        if c["step"] == p.steps:
+            feats = main_features[:n]
+        else:
+            model = set_sampler(load_model(c["path"]), p.sampler, p.sample_steps)
+            images, _ = sample_images(model, n, p.sample_batch, p.seed, f"{name}: step {c['step']}, {n} images")
+            feats = judge.features(images, f"{name}: features")
+        points.append(_curve_point(judge, feats, **extra))
+    return points
+
+
+def score_pareto(model, name: str, p: Preset, judge: Judge, main_features: torch.Tensor, caches: dict) -> list[dict]:
+    """FID at ``curve_samples`` images against sampling GFLOPs per image, DDIM (eta = 0) at ``pareto_steps`` and
+    ancestral at ``pareto_ancestral``; the main sampler's point reuses the main samples."""
+    n = min(p.curve_samples, p.num_samples)
+    settings = [("ddim", s) for s in p.pareto_steps] + [("ancestral", s) for s in p.pareto_ancestral]
+    if (p.sampler, p.sample_steps) not in settings:
+        settings.append((p.sampler, p.sample_steps))
+    points = []
+    for sampler, steps in settings:
+        set_sampler(model, sampler, steps)
+        flops = counted_flops(model, steps, trace=False, cache=caches[sampler])  # the main count was traced
+        if (sampler, steps) == (p.sampler, p.sample_steps):
+            feats = main_features[:n]
+        else:
+            images, _ = sample_images(model, n, p.sample_batch, p.seed, f"{name}: {sampler} {steps} steps, {n} images")
+            feats = judge.features(images, f"{name}: features")
+        points.append(_curve_point(judge, feats, sampler=sampler, eta=0.0 if sampler == "ddim" else 1.0,
+                                   requested_steps=steps, steps=flops["num_steps"], sample_gflops_per_image=flops["gflops"]))  # fmt: skip
+    set_sampler(model, p.sampler, p.sample_steps)
+    return points
