@@ -18,19 +18,19 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..diffusion.guidance import check_guidance, drop_labels, guided
 from ..diffusion.loss import DiffusionLoss
 from ..diffusion.process import ScaleSpaceProcess
 from ..diffusion.rng import Generator, sample_generators, seeded_generator
-from ..diffusion.guidance import check_guidance, drop_labels, guided
 from ..diffusion.sampler import prior, sample
 from ..images import to_uint8
 from ..lightning_internals import attached_trainer, is_compiled, summary_depth
-from .settings import Optimization, Sampling, plain
 from .checkpoint_io import use_atomic_checkpoint_io
 from .checkpoints import refuse_other_network
-from .legacy import upgrade_state
 from .generate import GenerateMixin
+from .legacy import upgrade_state
 from .pretrained import PretrainedMixin
+from .settings import Optimization, Sampling, plain
 
 LOSS_BUCKETS = 4  # validation and test losses are also logged per timestep quarter
 
@@ -131,9 +131,8 @@ class DiffusionModule(GenerateMixin, PretrainedMixin, L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite {stage} loss {loss.item()} at global step {self.global_step} with t in "
-                f"[{int(t.min())}, {int(t.max())}]; resume from the last checkpoint with a lower --model.init_args.optim.lr, "
-                "or check the data. "
-                "Checkpoints already written are kept."
+                f"[{int(t.min())}, {int(t.max())}]; resume from the last checkpoint with a lower "
+                "--model.init_args.optim.lr, or check the data. Checkpoints already written are kept."
             )
         sync, n = stage != "train", len(images)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", sync_dist=sync, batch_size=n)
@@ -192,7 +191,7 @@ class DiffusionModule(GenerateMixin, PretrainedMixin, L.LightningModule):
                 )
             use_atomic_checkpoint_io(trainer.strategy)
         # In place, so parameter names are unchanged; the EMA copy is compiled too, as it samples.
-        for net in (self.net, self.net_ema):
+        for net in (self.net, self.net_ema.module if self.net_ema is not None else None):
             if self.torch_compile and net is not None and not is_compiled(net):
                 net.compile()
 
