@@ -1,4 +1,4 @@
-"""python -m benchmarks [--preset quick|standard|full] [...] | demo [...] | readme [...] | scaling [...] | hierarchy [...]"""
+"""python -m benchmarks [--preset quick|standard|full] [...] | demo [...] | readme [...] | scaling [...] | hierarchy [...] | throughput [...]"""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     # hidden: data location, for the test suite's run on generated IDX files
     p.add_argument("--idx-dir", help=argparse.SUPPRESS)
     p.add_argument("--data-cache-dir", help=argparse.SUPPRESS)
-    sub = p.add_subparsers(dest="command", metavar="{demo,readme,scaling,hierarchy}")
+    sub = p.add_subparsers(dest="command", metavar="{demo,readme,scaling,hierarchy,throughput}")
     d = sub.add_parser("demo", help="score the 64 samples of `make demo`: share the classifier is >= 0.9 sure of, FID")
     src = d.add_mutually_exclusive_group()
     src.add_argument("--ckpt", dest="demo_ckpt", help="sample 64 images from this checkpoint (its sampling settings)")
@@ -73,12 +73,21 @@ def parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hierarchy", help="fraction of signal-dominated pixels in x_t over t vs the ladder levels")
     h.add_argument("--out", type=Path, dest="sub_out")
     h.add_argument("--images", type=int, default=1000, help="real test images to average over")
+    from .throughput import add_arguments as throughput_arguments
+
+    throughput_arguments(sub.add_parser("throughput", help="train/sample speed per resolution path, A/B against a commit"))
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     _quiet()
+    if args.command == "throughput":
+        from .throughput import run
+
+        rest = sys.argv[1:] if argv is None else list(argv)
+        run(args, rest[rest.index("throughput") + 1 :])
+        return
     if args.command == "readme":
         from .readme import update_readme
 

@@ -39,6 +39,7 @@ OPTIONS = {  # per-side options (--options, --ref-options)
     "bf16": 'train and sample under torch.autocast("cpu", torch.bfloat16), as precision="bf16-mixed"',
     "channels_last": "model and inputs in torch.channels_last memory format",
     "compile": "model.net.compile() (what torch_compile=True does), compiled on the warm-up call",
+    "fused_adamw": "the model's AdamW rebuilt with fused=True (a proposed configure_optimizers change)",
     "passive": "OMP_WAIT_POLICY=PASSIVE for the worker (idle OpenMP threads sleep instead of spinning)",
 }
 MODEL_NAMES = {"ddpm": "DDPM", "ssd": "SSD (flexi)", "ssd_full": "SSD (unet_mode=full)", "sd": "SD student"}

@@ -93,6 +93,9 @@ class Case:
             self.model.net.compile()
         opt = self.model.configure_optimizers()
         self.opt = opt["optimizer"] if isinstance(opt, dict) else opt
+        if "fused_adamw" in self.options:  # what configure_optimizers(..., fused=True) would build
+            d = self.opt.defaults
+            self.opt = torch.optim.AdamW(self.opt.param_groups, lr=d["lr"], weight_decay=d["weight_decay"], fused=True)
         self.process = self.model.process
         self.ladder = self.process.ladder
         net = self.model.net

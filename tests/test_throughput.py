@@ -3,7 +3,8 @@
 import json
 import math
 
-from benchmarks.throughput import MODELS, main
+from benchmarks.__main__ import main
+from benchmarks.throughput import MODELS
 
 
 def _positive(x) -> bool:
@@ -11,7 +12,7 @@ def _positive(x) -> bool:
 
 
 def test_quick_run_writes_json_and_markdown(tmp_path):
-    main(["--quick", "--ref", "none", "--out", str(tmp_path), "--name", "smoke", "--threads", "1"])
+    main(["throughput", "--quick", "--ref", "none", "--out", str(tmp_path), "--name", "smoke", "--threads", "1"])
     res = json.loads((tmp_path / "smoke.json").read_text())
     md = (tmp_path / "smoke.md").read_text()
     assert [c["case"]["model"] for c in res["cases"]] == list(MODELS) and "a" not in res["sides"]
