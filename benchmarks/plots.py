@@ -156,7 +156,7 @@ def sd_ablation_spectrum(results: dict, path: Path) -> Path | None:
         p = np.array(r["radial_power"])
         ls = "--" if variant.startswith("teacher") else "-"
         a.plot(f, p, ls, color=f"C{i}", label=f"{variant}: {r['run']}")
-        b.plot(f, p / real, ls, color=f"C{i}", label=f"{variant}, FID {r['fid']:.3g}")
+        b.plot(f, p / np.maximum(real, np.finfo(float).tiny), ls, color=f"C{i}", label=f"{variant}, FID {r['fid']:.3g}")
     b.axhline(1, color="k", lw=1)
     for ax, ylabel in ((a, "power |FFT2|^2 (radial mean)"), (b, "samples / real")):
         ax.set_yscale("log")

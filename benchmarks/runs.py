@@ -102,11 +102,11 @@ class StepTimer(L.Callback):
 
     def __init__(self, warmup: int):
         self.warmup, self.starts, self.batch_size, self.paused = warmup, [], 0, 0.0
-        self.fit_seconds = float("nan")
+        self.fit_seconds = self.fit_cpu_seconds = float("nan")
         self.load_start = self.load_end = None
 
     def on_train_start(self, trainer, pl_module):
-        self._fit_start, self.load_start = time.perf_counter(), load()
+        self._fit_start, self._cpu_start, self.load_start = time.perf_counter(), time.process_time(), load()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._sync(pl_module)
@@ -119,6 +119,7 @@ class StepTimer(L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         self.fit_seconds = self.elapsed(pl_module)
+        self.fit_cpu_seconds = time.process_time() - self._cpu_start  # this process, all threads, saves included
         self.starts.append(self._fit_start + self.fit_seconds)
         self.load_end = load()
 
@@ -188,25 +189,30 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def sample_images(model: DiffusionModule, n: int, batch: int, seed: int, desc: str, out: Path | None = None) -> tuple[torch.Tensor, float]:  # fmt: skip
+def sample_images(model: DiffusionModule, n: int, batch: int, seed: int, desc: str, out: Path | None = None,
+                  cpu_seconds: list[float] | None = None) -> tuple[torch.Tensor, float]:  # fmt: skip
     """uint8 (n, C, S, S) from ``model``'s sampler, image i from a generator seeded by (seed, i); PNGs
-    ``out/000000.png``... when ``out`` is given. Returns (images, seconds in ``model.sample``, PNG writing excluded)."""
+    ``out/000000.png``... when ``out`` is given. Returns (images, seconds in ``model.sample``, PNG writing excluded);
+    ``cpu_seconds[0]`` gets the process CPU time of the same calls."""
     dev = device()
     model.to(dev).eval()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    seconds, images = 0.0, []
+    seconds, cpu, images = 0.0, 0.0, []
     for chunk in tqdm(torch.arange(n).split(batch), desc=desc, unit="batch"):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         x = model.sample(sample_generators(seed, chunk), model.sample_labels(chunk))
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds += time.perf_counter() - start
+        cpu += time.process_time() - cpu_start
         x = to_uint8(x).cpu()
         images.append(x)
         for i, image in zip(chunk.tolist(), x) if out is not None else ():
             save_png(image, out / f"{i:06d}.png")
     model.cpu()
+    if cpu_seconds is not None:
+        cpu_seconds[:] = [cpu]
     return torch.cat(images), seconds
 
 

@@ -48,9 +48,9 @@ def score_main(model, name: str, p: Preset, judge: Judge, run_dir: Path, caches:
     start = time.perf_counter()
     flops = counted_flops(model, p.sample_steps, cache=caches[p.sampler])
     flops_s = time.perf_counter() - start
-    sample_load = load()
+    sample_load, cpu = load(), [0.0]
     images, seconds = sample_images(model, p.num_samples, p.sample_batch, p.seed,
-                                    f"{name}: sampling {p.num_samples} images", run_dir / "samples")  # fmt: skip
+                                    f"{name}: sampling {p.num_samples} images", run_dir / "samples", cpu)  # fmt: skip
     write_grid(images, run_dir / "grid.png")
     start = time.perf_counter()
     features = judge.features(images, f"{name}: features")
@@ -63,7 +63,7 @@ def score_main(model, name: str, p: Preset, judge: Judge, run_dir: Path, caches:
         "sample_paths": flops["paths"], "steps": flops["num_steps"], "sample_seconds": seconds,
         "sample_images_per_s": p.num_samples / seconds, "grid": str(run_dir / "grid.png"),
         "samples_dir": str(run_dir / "samples"), "radial_power": spectrum(images),
-        "timings": {"sampling_flops_s": flops_s, "sample_s": seconds, "features_s": features_s,
+        "timings": {"sampling_flops_s": flops_s, "sample_s": seconds, "sample_cpu_s": cpu[0], "features_s": features_s,
                     "score_s": time.perf_counter() - start},
         "load": {"sample": sample_load},
     }  # fmt: skip

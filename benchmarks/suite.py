@@ -90,7 +90,7 @@ def train_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, teache
     return {
         "model": model, "checkpoint": str(checkpoint), "trained_here": True, "train": train, "saved": saved,
         "train_seconds": at_steps["train_seconds"], "train_steps": p.steps, "trained_steps": trained,
-        "fit_seconds": timer.fit_seconds, "train_images_per_s": timer.images_per_s, "budget_notes": notes,
+        "fit_seconds": timer.fit_seconds, "fit_cpu_seconds": timer.fit_cpu_seconds, "train_images_per_s": timer.images_per_s, "budget_notes": notes,
         "load": {"train_start": timer.load_start, "train_end": timer.load_end}, "train_flops_s": train_flops_s,
     }  # fmt: skip
 
@@ -103,6 +103,7 @@ def load_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: s
     timer, _ = fit(load_model(ckpt).train(), data, p.warmup_steps + SPEED_STEPS, p.warmup_steps, run_dir, p.seed)
     return {"model": model, "checkpoint": str(ckpt), "trained_here": False, "train": training_flops_breakdown(model),
             "saved": [], "train_seconds": None, "train_steps": steps, "trained_steps": steps, "fit_seconds": None,
+            "fit_cpu_seconds": None,
             "train_images_per_s": timer.images_per_s, "budget_notes": [], "train_flops_s": None,
             "load": {"train_start": timer.load_start, "train_end": timer.load_end}}  # fmt: skip
 
@@ -119,7 +120,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
     train, params, caches = t["train"], param_counts(model), flop_caches()
     main, features = score_main(model, name, p, judge, run_dir, caches)
     per_image = train["total_flops"] / 1e9
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     curve = score_checkpoints(t["saved"], name, p, judge, features, per_image, p.batch_size)
     pareto = score_pareto(model, name, p, judge, features, caches)
     teacher_info = {}
@@ -138,7 +139,8 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
         "batch_size": p.batch_size, "steps_in_ddpm_time": None, "budget_notes": t["budget_notes"],
         **main, "load": {**t["load"], **main["load"]},
         "timings": {**main["timings"], "train_flops_s": t["train_flops_s"], "fit_s": t["fit_seconds"],
-                    "curves_s": time.perf_counter() - start},
+                    "fit_cpu_s": t["fit_cpu_seconds"], "curves_s": time.perf_counter() - start,
+                    "curves_cpu_s": time.process_time() - cpu_start},
         "checkpoints": curve, "pareto": pareto,
         "feature_extractor": judge.label, "extractor": judge.extractor, "classifier_accuracy": judge.classifier_accuracy,
         "low_sample": p.low_sample, "image_format": "PNG", "sampler_name": p.sampler,
@@ -179,6 +181,7 @@ def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[
                cache_dir: Path = Path(__file__).parent / "cache", idx_dir: str | None = None,
                data_cache_dir: str | None = None, fresh: bool = False, command: str | None = None) -> dict:  # fmt: skip
     """Run ``only`` (default: every run) of preset ``p``; write results.json, results.md and plots to ``out``."""
+    suite_start, suite_cpu = time.perf_counter(), time.process_time()
     ckpts = dict(ckpts or {})
     names = [n for n in RUNS if only is None or n in only]
     unknown = set(only or []) - set(RUNS) | set(ckpts) - set(RUNS)
@@ -196,10 +199,11 @@ def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[
     check_labels(data, extractor)  # before any training
     results = _previous(out, p, extractor, fresh) or {"preset": p.as_dict(), "extractor": extractor, "runs": []}
     results.update(command=command or " ".join(["python", "-m", "benchmarks", *sys.argv[1:]]), hardware=hardware())
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     judge = make_judge(data, extractor, Path(cache_dir), p.classifier_epochs, p.seed, p.resamples, inception_weights)
     results.update(feature_extractor=judge.label, classifier_accuracy=judge.classifier_accuracy,
-                   num_reference=judge.reference.num, judge_seconds=time.perf_counter() - start)  # fmt: skip
+                   num_reference=judge.reference.num, judge_seconds=time.perf_counter() - start,
+                   judge_cpu_seconds=time.process_time() - cpu_start)  # fmt: skip
     if "reference" not in results:
         start = time.perf_counter()
         sizes = [p.num_samples, min(p.curve_samples, p.num_samples)]
@@ -226,6 +230,8 @@ def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[
         (out / "results.json").write_text(json.dumps(results, indent=1))  # finished runs survive a crash
     equal_wall_clock(results["runs"])
     results["plots"] = plots.all_plots(results, out)
+    results.update(total_seconds=time.perf_counter() - suite_start, total_cpu_seconds=time.process_time() - suite_cpu,
+                   load_end=load())  # this invocation (a restarted suite: the part it ran)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(report.markdown(results))
     print(f"Wrote {out / 'results.json'}, {out / 'results.md'} and {len(results['plots'])} plots")

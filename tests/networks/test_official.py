@@ -1,7 +1,5 @@
 """Parity with the authors' released code, recorded in tests/fixtures/official_ssd (see its README)."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -9,13 +7,8 @@ from conftest import ROOT
 
 from scale_space_diffusion.models.settings import Optimization
 from scale_space_diffusion.networks import official
-from scale_space_diffusion.diffusion.degradation import Resize
-from scale_space_diffusion.diffusion.ladder import ResolutionLadder
-from scale_space_diffusion.diffusion.loss import DiffusionLoss
 from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion
 from scale_space_diffusion.networks.flexi_unet import FlexiUNet
-from scale_space_diffusion.diffusion.process import ScaleSpaceProcess
-from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 
 FIXTURE = ROOT / "tests/fixtures/official_ssd/official_ssd_tiny.pt"  # a copy, with its README
 
