@@ -3,6 +3,8 @@ intervals separate, FID at equal training FLOPs and wall-clock, the Pareto point
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from scale_space_diffusion.metrics.intervals import rank_by_intervals, separable
 
 from .runs import SD_ABLATION
@@ -22,6 +24,12 @@ PAIRS = [  # (a, b, what the difference isolates)
 
 def _num(x, fmt: str = "{:.3g}") -> str:
     return "n/a" if x is None else fmt.format(x)
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (results are committed)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else path
 
 
 def ci(r: dict, key: str = "fid", fmt: str = "{:.3g}") -> str:
@@ -121,7 +129,7 @@ def sd_section(by_run: dict) -> list[str]:
         lines.append(f"| {variant} | `{name}` | {r['params']:,} | {_num(ratio, '{:.1f}x')} | {ci(r)} | {ci(r, 'kid')} | {vs} |")
     teach = next((r for r in by_run.values() if r.get("teacher_checkpoint")), None)
     if teach is not None:
-        lines.append(f"\nTeacher: `{teach['teacher_checkpoint']}` (the suite's `ddpm` run, step {teach['teacher_steps']}, "
+        lines.append(f"\nTeacher: `{_relative(teach['teacher_checkpoint'])}` (the suite's `ddpm` run, step {teach['teacher_steps']}, "
                      f"sha1 {teach['teacher_sha1']}).")  # fmt: skip
     return lines
 
@@ -159,7 +167,7 @@ def markdown(results: dict) -> str:
         "\n## Reference rows (scored exactly as the models)\n", reference_table(results.get("reference", [])),
         "\n## Which differences the intervals separate\n", *pairs_section(by_run),
         "\n## Equal training FLOPs and equal wall-clock\n",
-        f"Checkpoints are saved at 25/50/100% of the steps and, for the budget runs ({', '.join(p['budget_runs'])}), "
+        f"Checkpoints are saved at {'/'.join(f'{f:.0%}' for f in (*p['checkpoints'], 1.0))} of the steps and, for the budget runs ({', '.join(p['budget_runs'])}), "
         f"training goes on (at most {p['max_extend']}x the steps) to a checkpoint at DDPM's total training FLOPs and one at "
         "DDPM's training wall-clock; other runs get the wall-clock checkpoint only when they reach it within their steps. "
         f"Each is scored with {min(p['curve_samples'], p['num_samples'])} samples (the end-of-training one: the first of its "

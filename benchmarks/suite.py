@@ -176,17 +176,23 @@ def _previous(out: Path, p: Preset, extractor: str, fresh: bool) -> dict | None:
     return old
 
 
+def selected_runs(p: Preset, only: list[str] | None, ckpts: dict[str, str]) -> list[str]:
+    """The runs to train or load, in the suite's order: ``only``, else the preset's ``runs``, else all."""
+    chosen = only or p.runs or RUNS
+    unknown = set(chosen) - set(RUNS) | set(ckpts) - set(RUNS)
+    if unknown:
+        raise SystemExit(f"error: unknown run(s) {sorted(unknown)}; choose from {', '.join(RUNS)}")
+    return [n for n in RUNS if n in chosen]
+
+
 def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[str, str] | None = None,
                extractor: str = "classifier", inception_weights: str | None = None,
                cache_dir: Path = Path(__file__).parent / "cache", idx_dir: str | None = None,
                data_cache_dir: str | None = None, fresh: bool = False, command: str | None = None) -> dict:  # fmt: skip
-    """Run ``only`` (default: every run) of preset ``p``; write results.json, results.md and plots to ``out``."""
+    """Run ``only`` (default: the preset's runs) of preset ``p``; write results.json, results.md and plots to ``out``."""
     suite_start, suite_cpu = time.perf_counter(), time.process_time()
     ckpts = dict(ckpts or {})
-    names = [n for n in RUNS if only is None or n in only]
-    unknown = set(only or []) - set(RUNS) | set(ckpts) - set(RUNS)
-    if unknown:
-        raise SystemExit(f"error: unknown run(s) {sorted(unknown)}; choose from {', '.join(RUNS)}")
+    names = selected_runs(p, only, ckpts)
     if any(distilled(n) and n not in ckpts for n in names) and "ddpm" not in names and "ddpm" not in ckpts:
         raise SystemExit("error: the distilled students learn from the ddpm run: include ddpm, or pass --ckpt ddpm=PATH")
     check_extractor(extractor, inception_weights)  # a missing Inception file fails before any training

@@ -153,3 +153,14 @@ def test_scaling_analysis_at_64px(tmp_path):
     assert ddpm["sample_vs_ddpm"] == 1 and ssd4["sample_vs_ddpm"] < 0.7
     assert round(ssd4["params"] / 1e6, 2) == 92.26  # the released 64px 4L net
     assert (tmp_path / "scaling.png").is_file()
+
+
+def test_quick_runs_the_four_compared_models_and_only_overrides_it():
+    from benchmarks.presets import PRESETS
+    from benchmarks.suite import selected_runs
+
+    assert selected_runs(PRESETS["quick"], None, {}) == ["ddpm", "ddpm_x0", "ssd_convex", "sd_distilled"]
+    assert selected_runs(PRESETS["standard"], None, {}) == list(RUNS)
+    assert selected_runs(PRESETS["quick"], ["sd_plain", "ddpm"], {}) == ["ddpm", "sd_plain"]  # the suite's order
+    with pytest.raises(SystemExit, match="unknown run.*'ssd_x'"):
+        selected_runs(PRESETS["quick"], ["ssd_x"], {})

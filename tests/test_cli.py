@@ -139,3 +139,19 @@ def test_predict_takes_sampling_overrides_over_the_checkpoint_and_writes_nothing
     assert (tmp_path / "samples/s4/000000.png").read_bytes() != (tmp_path / "samples/s8/000000.png").read_bytes()
     assert (tmp_path / "config.yaml").read_text() == config  # predict wrote no config over the training run's
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "config.yaml", "samples"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["fit", "--help"], ["Models (--model=NAME", "ScaleSpaceDiffusion:", "num_levels:", "SpectralDiffusion:", "teacher:"]),
+    (["fit", "--model.help", "ScaleSpaceDiffusion"], ["--model.num_levels", "ladder"]),
+    (["fit", "--model.init_args.net.help", "FlexiUNet"],
+     ["pixel resolutions with self-attention", "the authors' decoder", "classifier-free guidance"]),
+    (["fit", "--model.init_args.net.help", "SpectralUNet"], ["wavelet-gated resampling", "gate MLP"]),
+], ids=["fit", "model", "flexi_unet", "spectral_unet"])  # fmt: skip
+def test_help_explains_every_model_and_network_option(args, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run(args)
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for text in says:
+        assert text in out, f"`ssd {' '.join(args)}` does not say {text!r}"

@@ -2,7 +2,7 @@
 
 Opt in by adding the callback to the Trainer (or ``--trainer.callbacks+=FIDCallback`` on the command line)::
 
-    trainer = L.Trainer(callbacks=[FIDCallback("benchmarks/cache/classifier-fashion_mnist-32.pt", num_samples=1000)])
+    trainer = L.Trainer(callbacks=[FIDCallback("benchmarks/cache/classifier-fmnist-1x32-e3.pt", num_samples=1000)])
     trainer.test(model, datamodule)  # logs test/fid next to test/loss
 
 Real statistics come from the test batches the model is tested on; generated statistics from

@@ -28,27 +28,43 @@ Layout = Literal["full", "official"]
 
 
 class FlexiUNet(UNet):
-    """forward(x (B,C,r,r), t (B,), labels, out_res in {r, 2r}) -> (B,C_out,out_res,out_res)."""
+    """forward(x (B,C,r,r), t (B,), labels, out_res in {r, 2r}) -> (B,C_out,out_res,out_res).
+
+    Args:
+        image_size: R, the top resolution; divisible by 2^(len(channel_mult)-1).
+        in_channels: image channels (1 greyscale, 3 RGB).
+        out_channels: output channels; None: in_channels.
+        model_channels: base width; level i has model_channels * channel_mult[i] channels.
+        channel_mult: width multiplier per level; level i runs at R / 2^i.
+        num_res_blocks: ResBlocks per encoder level (the decoder has one more).
+        attention_resolutions: pixel resolutions with self-attention (the middle block always has it).
+        num_heads: attention heads; must divide every attended level's width.
+        dropout: dropout inside the ResBlocks.
+        num_classes: number of classes for a class-conditional net; None: unconditional.
+        null_class: add a learned "no label" embedding for label -1 (classifier-free guidance).
+        layout: "full" (every level's blocks on each path) or "official" (the authors' decoder; module docstring).
+    """
 
     @records_config
     def __init__(
         self,
-        image_size: int = 32,  # R, the top resolution
+        image_size: int = 32,
         in_channels: int = 1,
         out_channels: int | None = None,
         model_channels: int = 64,
-        channel_mult: Sequence[int] = (1, 2, 2),  # one entry per UNet level: R, R/2, ...
+        channel_mult: Sequence[int] = (1, 2, 2),
         num_res_blocks: int = 2,
         attention_resolutions: Sequence[int] = (16,),
         num_heads: int = 4,
         dropout: float = 0.0,
         num_classes: int | None = None,
-        null_class: bool = False,  # a learned "no label" embedding (label -1), for classifier-free guidance
-        layout: Layout = "full",  # "official": the authors' decoder (see module docstring)
+        null_class: bool = False,
+        layout: Layout = "full",
     ):
         super().__init__(
-            image_size, in_channels, out_channels, model_channels, channel_mult,
-            num_res_blocks, attention_resolutions, num_heads, dropout, num_classes, null_class,
+            image_size=image_size, in_channels=in_channels, out_channels=out_channels, model_channels=model_channels,
+            channel_mult=channel_mult, num_res_blocks=num_res_blocks, attention_resolutions=attention_resolutions,
+            num_heads=num_heads, dropout=dropout, num_classes=num_classes, null_class=null_class,
         )  # fmt: skip
         if layout not in ("full", "official"):
             raise ValueError(f"unknown layout {layout!r}; use 'full' or 'official'")

@@ -16,28 +16,50 @@ from .wavelet_gate import WGDown, WGUp
 
 
 class SpectralUNet(UNet):
+    """The slim student: a UNet whose down/up sampling is wavelet-gated (WG-Down / WG-Up).
+
+    forward(x (B,C,R,R), t (B,), labels (B,) | None) -> (B,C_out,R,R).
+
+    Args:
+        image_size: R, the top resolution; divisible by 2^(len(channel_mult)-1).
+        in_channels: image channels (1 greyscale, 3 RGB).
+        out_channels: output channels; None: in_channels.
+        model_channels: base width (slim: about 1/3-1/4 of the teacher's, 8-18x fewer MACs); level i has model_channels * channel_mult[i] channels.
+        channel_mult: width multiplier per level; level i runs at R / 2^i.
+        num_res_blocks: ResBlocks per encoder level (the decoder has one more).
+        attention_resolutions: pixel resolutions with self-attention (the middle block always has it).
+        num_heads: attention heads; must divide every attended level's width.
+        dropout: dropout inside the ResBlocks.
+        num_classes: number of classes for a class-conditional net; None: unconditional.
+        null_class: add a learned "no label" embedding for label -1 (classifier-free guidance).
+        gating: wavelet-gated resampling; False: the UNet's conv resampling (the ablation).
+        gate_reduction: the gate MLP's hidden width is C / gate_reduction.
+        down_mode: WG-Down as the sum of the gated sub-bands ("sum") or their concatenation and a 1x1 conv ("concat").
+    """
+
     @records_config
     def __init__(
         self,
         image_size: int = 32,
         in_channels: int = 1,
         out_channels: int | None = None,
-        model_channels: int = 16,  # slim: about 1/4 of the teacher's width, ~1/16 of its FLOPs
+        model_channels: int = 16,
         channel_mult: Sequence[int] = (1, 2, 2),
         num_res_blocks: int = 2,
         attention_resolutions: Sequence[int] = (16,),
         num_heads: int = 4,
         dropout: float = 0.0,
         num_classes: int | None = None,
-        null_class: bool = False,  # a learned "no label" embedding (label -1), for classifier-free guidance
-        gating: bool = True,  # wavelet-gated resampling; False: the UNet's conv resampling
-        gate_reduction: int = 4,  # gate MLP hidden width C / gate_reduction
-        down_mode: Literal["sum", "concat"] = "sum",  # WG-Down: sum of gated sub-bands, or concat + 1x1 conv
+        null_class: bool = False,
+        gating: bool = True,
+        gate_reduction: int = 4,
+        down_mode: Literal["sum", "concat"] = "sum",
     ):
         self.gating, self.gate_reduction, self.down_mode = gating, gate_reduction, down_mode  # read by make_down/up
         super().__init__(
-            image_size, in_channels, out_channels, model_channels, channel_mult,
-            num_res_blocks, attention_resolutions, num_heads, dropout, num_classes, null_class,
+            image_size=image_size, in_channels=in_channels, out_channels=out_channels, model_channels=model_channels,
+            channel_mult=channel_mult, num_res_blocks=num_res_blocks, attention_resolutions=attention_resolutions,
+            num_heads=num_heads, dropout=dropout, num_classes=num_classes, null_class=null_class,
         )  # fmt: skip
 
     def make_down(self, channels: int) -> nn.Module:

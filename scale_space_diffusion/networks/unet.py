@@ -121,22 +121,36 @@ class Upsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """ADM UNet. forward(x (B,C,R,R), t (B,), labels (B,) | None) -> (B,C_out,R,R)."""
+    """ADM UNet. forward(x (B,C,R,R), t (B,), labels (B,) | None) -> (B,C_out,R,R).
+
+    Args:
+        image_size: R, the input and output resolution; divisible by 2^(len(channel_mult)-1).
+        in_channels: image channels (1 greyscale, 3 RGB).
+        out_channels: output channels; None: in_channels.
+        model_channels: base width; level i has model_channels * channel_mult[i] channels.
+        channel_mult: width multiplier per level; level i runs at R / 2^i.
+        num_res_blocks: ResBlocks per encoder level (the decoder has one more).
+        attention_resolutions: pixel resolutions with self-attention (the middle block always has it).
+        num_heads: attention heads; must divide every attended level's width.
+        dropout: dropout inside the ResBlocks.
+        num_classes: number of classes for a class-conditional net; None: unconditional.
+        null_class: add a learned "no label" embedding for label -1 (classifier-free guidance).
+    """
 
     @records_config
     def __init__(
         self,
-        image_size: int = 32,  # R
-        in_channels: int = 1,  # image channels
-        out_channels: int | None = None,  # defaults to in_channels
-        model_channels: int = 64,  # base width
-        channel_mult: Sequence[int] = (1, 2, 2),  # width multiplier per level; level i is at R / 2^i
-        num_res_blocks: int = 2,  # ResBlocks per encoder level (decoder has one more)
-        attention_resolutions: Sequence[int] = (16,),  # pixel resolutions with attention (the middle always has it)
+        image_size: int = 32,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        model_channels: int = 64,
+        channel_mult: Sequence[int] = (1, 2, 2),
+        num_res_blocks: int = 2,
+        attention_resolutions: Sequence[int] = (16,),
         num_heads: int = 4,
         dropout: float = 0.0,
-        num_classes: int | None = None,  # class-conditional if set
-        null_class: bool = False,  # add a learned "no label" embedding for label -1 (classifier-free guidance)
+        num_classes: int | None = None,
+        null_class: bool = False,
     ):
         super().__init__()
         L = len(channel_mult)
