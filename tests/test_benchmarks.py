@@ -164,3 +164,19 @@ def test_quick_runs_the_four_compared_models_and_only_overrides_it():
     assert selected_runs(PRESETS["quick"], ["sd_plain", "ddpm"], {}) == ["ddpm", "sd_plain"]  # the suite's order
     with pytest.raises(SystemExit, match="unknown run.*'ssd_x'"):
         selected_runs(PRESETS["quick"], ["ssd_x"], {})
+
+
+def test_a_restart_continues_only_with_the_same_settings_and_fresh_starts_over(tmp_path):
+    from dataclasses import replace
+
+    from benchmarks.presets import PRESETS
+    from benchmarks.suite import _previous
+
+    p = PRESETS["smoke"]
+    assert _previous(tmp_path, p, "classifier", fresh=False) is None  # nothing there yet
+    (tmp_path / "results.json").write_text(json.dumps({"preset": p.as_dict(), "extractor": "classifier", "runs": [1]}))
+    assert _previous(tmp_path, p, "classifier", fresh=False)["runs"] == [1]
+    assert _previous(tmp_path, p, "classifier", fresh=True) is None
+    for preset, extractor in ((replace(p, steps=5), "classifier"), (p, "inception")):
+        with pytest.raises(SystemExit, match="other settings.*--fresh"):
+            _previous(tmp_path, preset, extractor, fresh=False)
