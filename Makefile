@@ -40,7 +40,7 @@ test: data ## Run the default test suite (CPU, under 10 min)
 test-slow: data ## Run the slow tests (training runs, multi-process)
 	$(PY) -m pytest -q -m slow
 
-benchmark: data ## Compare DDPM, SSD and SD: FLOPs, speed, FID/KID (PRESET=quick|full)
+benchmark: data ## Compare DDPM, SSD and SD: FLOPs, speed, FID/KID (PRESET=quick|standard|full)
 	$(PY) -m benchmarks --preset $(or $(PRESET),quick)
 
 clean: ## Remove outputs and caches (keeps .venv)

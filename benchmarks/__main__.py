@@ -39,8 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description="DDPM vs Scale Space Diffusion vs Spectral "
                                 "Diffusion. Without a subcommand: train, sample and measure every model of a preset.")  # fmt: skip
     p.add_argument("--preset", default="quick", choices=list(PRESETS), metavar="{quick,standard,full}",
-                   help="quick: <= 25 min on 2 CPU cores, low-sample; standard: <= 2 h on 2 CPU cores, 5000 samples "
-                   "(the README's numbers); full: GPU-sized (a hidden 'smoke' preset is the tests' seconds-long run)")  # fmt: skip
+                   help="quick: <= 25 min on 2 CPU cores, low-sample; standard: every run, 5000 samples, "
+                   "~110 min on 2 CPU cores (estimated); full: GPU-sized (a hidden 'smoke' preset is the tests' seconds-long run)")  # fmt: skip
     p.add_argument("--out", type=Path, help="output directory (default benchmarks/results/<preset>/); a run there "
                    "continues: runs finished before are skipped")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="start over in --out instead of continuing")

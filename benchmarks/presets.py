@@ -12,14 +12,14 @@ class Preset:
     image_size: int = 32  # Fashion-MNIST 28x28 padded to 32 (2 px of background)
     channels: int = 1
     timesteps: int = 1000  # T
-    model_channels: int = 24  # DDPM, DDPM-x0 and SSD backbone width (the same for all)
-    slim_channels: int = 8  # Spectral Diffusion's slim student: 1/3 of the width, 8.8x fewer sampling MACs
+    model_channels: int = 18  # DDPM, DDPM-x0 and SSD backbone width (the same for all)
+    slim_channels: int = 6  # Spectral Diffusion's slim student: 1/3 of the width, 8.7x fewer sampling MACs
     channel_mult: tuple[int, ...] = (1, 2, 2)  # three UNet levels: SSD's 3 ladder levels 32/16/8
     num_res_blocks: int = 1
     attention_resolutions: tuple[int, ...] = (8,)
     num_heads: int = 4
-    steps: int = 4000  # optimisation steps, equal for every run
-    batch_size: int = 64  # the same for every run, and for the images/s timing
+    steps: int = 1500  # optimisation steps, equal for every run
+    batch_size: int = 32  # the same for every run, and for the images/s timing
     lr: float = 2e-3
     ema_decay: float = 0.995
     ema_start_step: int = 200
@@ -30,9 +30,9 @@ class Preset:
     num_samples: int = 5000  # generated images per model at the end of training (the main table)
     curve_samples: int = 1000  # per checkpoint and per Pareto point (the first of them are the main samples)
     sampler: str = "ddim"  # the main sampler: "ddim" (eta = 0) or "ancestral"
-    sample_steps: int = 25  # its steps (respaced; SSD adds its transitions)
-    pareto_steps: tuple[int, ...] = (5, 10, 25, 50)  # DDIM (eta = 0) step counts for FID vs sampling GFLOPs
-    pareto_ancestral: tuple[int, ...] = (50,)  # ancestral step counts on the same plot
+    sample_steps: int = 10  # its steps (respaced; SSD adds its transitions)
+    pareto_steps: tuple[int, ...] = (5, 10, 25)  # DDIM (eta = 0) step counts for FID vs sampling GFLOPs
+    pareto_ancestral: tuple[int, ...] = ()  # ancestral step counts on the same plot
     sample_batch: int = 500
     resamples: int = 500  # bootstrap resamples per FID/KID interval
     classifier_epochs: int = 3
@@ -53,10 +53,12 @@ class Preset:
         return {**asdict(self), "low_sample": self.low_sample}
 
 
-STANDARD = Preset("standard")  # <= 2 h on 2 CPU cores (estimated, not yet run): every run, the ablations included
+# standard: every run, the ablations included, 5000 samples each; about 110 min on 2 CPU cores as estimated from the
+# quick run's stage timings (48 training GFLOP/s, 36 sampling GFLOP/s at width 18), not yet run.
+STANDARD = Preset("standard")
 QUICK = replace(  # <= 25 min on 2 CPU cores, low-sample: the four models the package compares, no ablations
-    # width 18: the narrowest backbone whose 1/3-width SD student has >= 8x fewer MACs (16/6 gives 6.9x). Measured
-    # at 1000 steps and 25 DDIM steps: the ddpm run alone took 8.6 min (fit 326 s, sampling 109 s, curves 80 s), about
+    # (23 min measured on a fresh clone). Width 18: the narrowest backbone whose 1/3-width SD student has >= 8x
+    # fewer MACs (16/6 gives 6.9x). Measured at 1000 steps and 25 DDIM steps: the ddpm run alone took 8.6 min (fit 326 s, sampling 109 s, curves 80 s), about
     # 32 min for the four; DDPM FID 30.8/27.2/17.6 at 25/50/100 % of the steps (300 samples). Hence 800 steps, the
     # main table at 10 DDIM steps (25 on the Pareto plot) and one checkpoint during training.
     STANDARD, name="quick", model_channels=18, slim_channels=6, steps=800, batch_size=32, ema_start_step=100,
