@@ -1,5 +1,6 @@
 """The command line: every config runs `fit --trainer.fast_dev_run=1` on CPU (bad runs: tests/test_bad_input.py)."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -87,6 +88,12 @@ def test_train_a_teacher_then_distil_a_student_through_the_cli(tmp_path, fmnist_
     assert model.teacher is not None and model.matched == [8, 16]
     metrics = cli.trainer.callback_metrics
     assert all(torch.isfinite(metrics[k]) and metrics[k] > 0 for k in ("train/spatial", "train/freq"))
+    shutil.rmtree(tmp_path / "t")  # the teacher is gone; its path is still in the student's checkpoint and flags
+    student = next((tmp_path / "s").rglob("last*.ckpt"))
+    run(["predict", f"--config={ROOT / 'configs/smoke/spectral_tiny.yaml'}", f"--trainer.default_root_dir={tmp_path / 's'}",
+         f"--ckpt_path={student}", f"--model.init_args.teacher={teacher}", "--data.num_samples=3",
+         "--sample_writer.run_name=no_teacher", *data])  # fmt: skip
+    assert len(list((tmp_path / "s/samples/no_teacher").glob("0*.png"))) == 3
 
 
 def test_predict_from_a_checkpoint_saved_in_python(tmp_path, fmnist_idx, cache_dir, tiny_teacher):
