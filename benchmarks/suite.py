@@ -177,8 +177,9 @@ def _previous(out: Path, p: Preset, extractor: str, fresh: bool) -> dict | None:
 
 
 def selected_runs(p: Preset, only: list[str] | None, ckpts: dict[str, str]) -> list[str]:
-    """The runs to train or load, in the suite's order: ``only``, else the preset's ``runs``, else all."""
-    chosen = only or p.runs or RUNS
+    """The runs to train or load, in the suite's order: ``only``, else the preset's ``runs`` (else all) and every run
+    given a checkpoint."""
+    chosen = only or (*(p.runs or RUNS), *ckpts)
     unknown = set(chosen) - set(RUNS) | set(ckpts) - set(RUNS)
     if unknown:
         raise SystemExit(f"error: unknown run(s) {sorted(unknown)}; choose from {', '.join(RUNS)}")

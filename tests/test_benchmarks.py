@@ -162,6 +162,7 @@ def test_quick_runs_the_four_compared_models_and_only_overrides_it():
     assert selected_runs(PRESETS["quick"], None, {}) == ["ddpm", "ddpm_x0", "ssd_convex", "sd_distilled"]
     assert selected_runs(PRESETS["standard"], None, {}) == list(RUNS)
     assert selected_runs(PRESETS["quick"], ["sd_plain", "ddpm"], {}) == ["ddpm", "sd_plain"]  # the suite's order
+    assert "ssd_equal" in selected_runs(PRESETS["quick"], None, {"ssd_equal": "x.ckpt"})  # a given checkpoint is run
     with pytest.raises(SystemExit, match="unknown run.*'ssd_x'"):
         selected_runs(PRESETS["quick"], ["ssd_x"], {})
 
