@@ -183,6 +183,11 @@ def parse_error(err: BaseException) -> str | None:
     if detail is None:
         detail, path = (lines[0].strip() if lines else "bad option"), []
     hint = " (see --help for the options)" if "not accepted" in detail or "unrecognized" in detail else ""
+    from .models.legacy import current_name
+
+    renamed = re.search(r"Option '([^']+)' is not accepted", detail)
+    if renamed and path and path[-1] == "init_args" and current_name(renamed[1]):
+        hint = f"; it is now --{'.'.join(path)}.{current_name(renamed[1])}"
     return (f"--{'.'.join(path)}: {detail}" if path else detail) + hint
 
 

@@ -350,6 +350,10 @@ CASES = [
     case(cli("predict", "--random_weights=true", "--sample_writer.run_name=old_run", prepare=samples_in("old_run")),
          FileExistsError, "old_run", "choose another --sample_writer.run_name or remove it", "predict-dir-has-samples"),
     case(cli("fit", "--model.init_args.num_levelz=3"), SystemExit, "num_levelz", r"not accepted.*--help", "unknown-option"),
+    case(cli("predict", "--model.init_args.sample_steps=4"), SystemExit, "sample_steps",
+         "it is now --model.init_args.sampling.steps", "renamed-option"),
+    case(cli("fit", "--model.init_args.eta=0"), SystemExit, "'eta'", "it is now --model.init_args.sampling.eta",
+         "renamed-option-eta"),
     case(cli("fit", "--model.init_args.sampling.guidance_scale=2"), ValueError, "guidance_scale=2.0",
          "build the net with num_classes and null_class=true", "guidance-without-null-class"),
 ]

@@ -22,6 +22,15 @@ _FLAT = {
     "weighting": ("loss", "weighting"), "snr_gamma": ("loss", "snr_gamma"),
 }  # fmt: skip
 _DROPPED = {"loss_buckets"}  # old settings that are now fixed
+# and the flat spellings of settings that were born in their groups, for the command line's hint
+_SPELLED_FLAT = {"sampler": ("sampling", "sampler"), "eta": ("sampling", "eta"),
+                 "guidance_scale": ("sampling", "guidance_scale"), "cond_drop_prob": ("optim", "cond_drop_prob")}  # fmt: skip
+
+
+def current_name(flat: str) -> str | None:
+    """Today's ``group.field`` of a flat model setting (``sample_steps`` -> ``sampling.steps``), or None."""
+    group = _FLAT.get(flat) or _SPELLED_FLAT.get(flat)
+    return ".".join(group) if group else None
 
 
 def upgrade_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
