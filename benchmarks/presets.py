@@ -57,7 +57,7 @@ class Preset:
 # quick run's stage timings (48 training GFLOP/s, 36 sampling GFLOP/s at width 18), not yet run.
 STANDARD = Preset("standard")
 QUICK = replace(  # <= 25 min on 2 CPU cores, low-sample: the four models the package compares, no ablations
-    # (23 min measured on a fresh clone). Width 18: the narrowest backbone whose 1/3-width SD student has >= 8x
+    # (23 min measured, the classifier trained in the run). Width 18: the narrowest backbone whose 1/3-width SD student has >= 8x
     # fewer MACs (16/6 gives 6.9x). Measured at 1000 steps and 25 DDIM steps: the ddpm run alone took 8.6 min (fit 326 s, sampling 109 s, curves 80 s), about
     # 32 min for the four; DDPM FID 30.8/27.2/17.6 at 25/50/100 % of the steps (300 samples). Hence 800 steps, the
     # main table at 10 DDIM steps (25 on the Pareto plot) and one checkpoint during training.
