@@ -35,6 +35,7 @@ def _cli_class():
 
     from .models import checkpoints
     from .callbacks import RunLifecycle, SampleWriter
+    from .networks import flexi_unet, spectral_unet, unet  # noqa: F401  (imported, so --model.net=SpectralUNet resolves)
     from .lightning_internals import CLI_CKPT_HPARAMS_HOOK
 
     class FitConfigSaver(SaveConfigCallback):

@@ -30,18 +30,10 @@ Layout = Literal["full", "official"]
 class FlexiUNet(UNet):
     """forward(x (B,C,r,r), t (B,), labels, out_res in {r, 2r}) -> (B,C_out,out_res,out_res).
 
+    The arguments not listed here are UNet's.
+
     Args:
         image_size: R, the top resolution; divisible by 2^(len(channel_mult)-1).
-        in_channels: image channels (1 greyscale, 3 RGB).
-        out_channels: output channels; None: in_channels.
-        model_channels: base width; level i has model_channels * channel_mult[i] channels.
-        channel_mult: width multiplier per level; level i runs at R / 2^i.
-        num_res_blocks: ResBlocks per encoder level (the decoder has one more).
-        attention_resolutions: pixel resolutions with self-attention (the middle block always has it).
-        num_heads: attention heads; must divide every attended level's width.
-        dropout: dropout inside the ResBlocks.
-        num_classes: number of classes for a class-conditional net; None: unconditional.
-        null_class: add a learned "no label" embedding for label -1 (classifier-free guidance).
         layout: "full" (every level's blocks on each path) or "official" (the authors' decoder; module docstring).
     """
 

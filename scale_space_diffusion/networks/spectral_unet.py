@@ -20,18 +20,10 @@ class SpectralUNet(UNet):
 
     forward(x (B,C,R,R), t (B,), labels (B,) | None) -> (B,C_out,R,R).
 
+    The arguments not listed here are UNet's.
+
     Args:
-        image_size: R, the top resolution; divisible by 2^(len(channel_mult)-1).
-        in_channels: image channels (1 greyscale, 3 RGB).
-        out_channels: output channels; None: in_channels.
-        model_channels: base width (slim: about 1/3-1/4 of the teacher's, 8-18x fewer MACs); level i has model_channels * channel_mult[i] channels.
-        channel_mult: width multiplier per level; level i runs at R / 2^i.
-        num_res_blocks: ResBlocks per encoder level (the decoder has one more).
-        attention_resolutions: pixel resolutions with self-attention (the middle block always has it).
-        num_heads: attention heads; must divide every attended level's width.
-        dropout: dropout inside the ResBlocks.
-        num_classes: number of classes for a class-conditional net; None: unconditional.
-        null_class: add a learned "no label" embedding for label -1 (classifier-free guidance).
+        model_channels: base width (slim: about 1/3-1/4 of the teacher's, 8-18x fewer MACs).
         gating: wavelet-gated resampling; False: the UNet's conv resampling (the ablation).
         gate_reduction: the gate MLP's hidden width is C / gate_reduction.
         down_mode: WG-Down as the sum of the gated sub-bands ("sum") or their concatenation and a 1x1 conv ("concat").
