@@ -189,11 +189,11 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def sample_images(model: DiffusionModule, n: int, batch: int, seed: int, desc: str, out: Path | None = None,
-                  cpu_seconds: list[float] | None = None) -> tuple[torch.Tensor, float]:  # fmt: skip
+def sample_images(model: DiffusionModule, n: int, batch: int, seed: int, desc: str,
+                  out: Path | None = None) -> tuple[torch.Tensor, float, float]:  # fmt: skip
     """uint8 (n, C, S, S) from ``model``'s sampler, image i from a generator seeded by (seed, i); PNGs
-    ``out/000000.png``... when ``out`` is given. Returns (images, seconds in ``model.sample``, PNG writing excluded);
-    ``cpu_seconds[0]`` gets the process CPU time of the same calls."""
+    ``out/000000.png``... when ``out`` is given. Returns (images, wall-clock and process CPU seconds in
+    ``model.sample``, PNG writing excluded)."""
     dev = device()
     model.to(dev).eval()
     if out is not None:
@@ -211,9 +211,7 @@ def sample_images(model: DiffusionModule, n: int, batch: int, seed: int, desc: s
         for i, image in zip(chunk.tolist(), x) if out is not None else ():
             save_png(image, out / f"{i:06d}.png")
     model.cpu()
-    if cpu_seconds is not None:
-        cpu_seconds[:] = [cpu]
-    return torch.cat(images), seconds
+    return torch.cat(images), seconds, cpu
 
 
 def write_grid(images: torch.Tensor, path: Path) -> Path:

@@ -48,9 +48,9 @@ def score_main(model, name: str, p: Preset, judge: Judge, run_dir: Path, caches:
     start = time.perf_counter()
     flops = counted_flops(model, p.sample_steps, cache=caches[p.sampler])
     flops_s = time.perf_counter() - start
-    sample_load, cpu = load(), [0.0]
-    images, seconds = sample_images(model, p.num_samples, p.sample_batch, p.seed,
-                                    f"{name}: sampling {p.num_samples} images", run_dir / "samples", cpu)  # fmt: skip
+    sample_load = load()
+    images, seconds, cpu = sample_images(model, p.num_samples, p.sample_batch, p.seed,
+                                         f"{name}: sampling {p.num_samples} images", run_dir / "samples")  # fmt: skip
     write_grid(images, run_dir / "grid.png")
     start = time.perf_counter()
     features = judge.features(images, f"{name}: features")
@@ -63,7 +63,7 @@ def score_main(model, name: str, p: Preset, judge: Judge, run_dir: Path, caches:
         "sample_paths": flops["paths"], "steps": flops["num_steps"], "sample_seconds": seconds,
         "sample_images_per_s": p.num_samples / seconds, "grid": str(run_dir / "grid.png"),
         "samples_dir": str(run_dir / "samples"), "radial_power": spectrum(images),
-        "timings": {"sampling_flops_s": flops_s, "sample_s": seconds, "sample_cpu_s": cpu[0], "features_s": features_s,
+        "timings": {"sampling_flops_s": flops_s, "sample_s": seconds, "sample_cpu_s": cpu, "features_s": features_s,
                     "score_s": time.perf_counter() - start},
         "load": {"sample": sample_load},
     }  # fmt: skip
@@ -89,7 +89,7 @@ def score_checkpoints(saved: list[dict], name: str, p: Preset, judge: Judge, mai
             feats = main_features[:n]
         else:
             model = set_sampler(load_model(c["path"]), p.sampler, p.sample_steps)
-            images, _ = sample_images(model, n, p.sample_batch, p.seed, f"{name}: step {c['step']}, {n} images")
+            images, *_ = sample_images(model, n, p.sample_batch, p.seed, f"{name}: step {c['step']}, {n} images")
             feats = judge.features(images, f"{name}: features")
         points.append(_curve_point(judge, feats, **extra))
     return points
@@ -109,7 +109,7 @@ def score_pareto(model, name: str, p: Preset, judge: Judge, main_features: torch
         if (sampler, steps) == (p.sampler, p.sample_steps):
             feats = main_features[:n]
         else:
-            images, _ = sample_images(model, n, p.sample_batch, p.seed, f"{name}: {sampler} {steps} steps, {n} images")
+            images, *_ = sample_images(model, n, p.sample_batch, p.seed, f"{name}: {sampler} {steps} steps, {n} images")
             feats = judge.features(images, f"{name}: features")
         points.append(_curve_point(judge, feats, sampler=sampler, eta=0.0 if sampler == "ddim" else 1.0,
                                    requested_steps=steps, steps=flops["num_steps"], sample_gflops_per_image=flops["gflops"]))  # fmt: skip
