@@ -1,4 +1,4 @@
-"""python -m benchmarks [--preset quick|standard|full] [...] | demo [...] | readme [...] | scaling [...] | hierarchy [...] | throughput [...]"""
+"""python -m benchmarks [--preset quick|standard|full] [...] | demo | readme | compare | scaling | hierarchy | throughput [...]"""
 
 from __future__ import annotations
 
@@ -33,20 +33,22 @@ def _ckpt(text: str) -> tuple[str, str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .presets import PRESETS
+    from .presets import PRECISIONS, PRESETS
     from .runs import RUNS
 
     p = argparse.ArgumentParser(prog="python -m benchmarks", description="DDPM vs Scale Space Diffusion vs Spectral "
                                 "Diffusion. Without a subcommand: train, sample and measure every model of a preset.")  # fmt: skip
     p.add_argument("--preset", default="quick", choices=list(PRESETS), metavar="{quick,standard,full}",
                    help="quick: <= 25 min on 2 CPU cores, low-sample; standard: every run, 5000 samples, "
-                   "~110 min on 2 CPU cores (estimated); full: GPU-sized (a hidden 'smoke' preset is the tests' seconds-long run)")  # fmt: skip
+                   "104 min on 2 CPU cores (measured); full: GPU-sized (a hidden 'smoke' preset is the tests' seconds-long run)")  # fmt: skip
     p.add_argument("--out", type=Path, help="output directory (default benchmarks/results/<preset>/); a run there "
                    "continues: runs finished before are skipped")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="start over in --out instead of continuing")
     p.add_argument("--dataset", help="what ImageDataModule takes: fashion_mnist (offline default), an image folder, a hub name")
     p.add_argument("--image-size", type=int, help="image size in pixels (default: the preset's, 32)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 (greyscale, default) or 3 (RGB)")
+    p.add_argument("--precision", choices=PRECISIONS, help="train and sample in fp32 (default) or "
+                   "under bf16 autocast (Lightning's bf16-mixed); FID features stay fp32")  # fmt: skip
     p.add_argument("--ckpt", type=_ckpt, action="append", default=[], metavar="NAME=PATH",
                    help=f"use a trained checkpoint instead of training run NAME ({', '.join(RUNS)})")  # fmt: skip
     p.add_argument("--only", nargs="+", choices=RUNS, metavar="NAME", help="run only these (default: all)")
@@ -58,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     # hidden: data location, for the test suite's run on generated IDX files
     p.add_argument("--idx-dir", help=argparse.SUPPRESS)
     p.add_argument("--data-cache-dir", help=argparse.SUPPRESS)
-    sub = p.add_subparsers(dest="command", metavar="{demo,readme,scaling,hierarchy,throughput}")
+    sub = p.add_subparsers(dest="command", metavar="{demo,readme,compare,scaling,hierarchy,throughput}")
     d = sub.add_parser("demo", help="score the 64 samples of `make demo`: share the classifier is >= 0.9 sure of, FID")
     src = d.add_mutually_exclusive_group()
     src.add_argument("--ckpt", dest="demo_ckpt", help="sample 64 images from this checkpoint (its sampling settings)")
@@ -67,6 +69,11 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("readme", help="rewrite README.md's benchmark table from a results.md")
     r.add_argument("--results", type=Path, default=RESULTS / "standard" / "results.md")
     r.add_argument("--readme", type=Path, default=Path(__file__).parents[1] / "README.md")
+    c = sub.add_parser("compare", help="two results.json side by side (e.g. fp32 and bf16-mixed): FID intervals, "
+                       "speed ratios, training loss")  # fmt: skip
+    c.add_argument("a", type=Path, help="results.json A (the reference)")
+    c.add_argument("b", type=Path, help="results.json B")
+    c.add_argument("--out", type=Path, dest="sub_out", help="where compare.md and compare_loss.png go (default: B's folder)")
     s = sub.add_parser("scaling", help="sampling/training GFLOPs of SSD vs DDPM, paper-sized networks, 64-256 px")
     s.add_argument("--out", type=Path, dest="sub_out")
     s.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
@@ -93,6 +100,11 @@ def main(argv: list[str] | None = None) -> None:
 
         print(update_readme(args.results, args.readme))
         return
+    if args.command == "compare":
+        from .compare import compare
+
+        print(compare(args.a, args.b, args.sub_out or args.b.parent).read_text())
+        return
     import torch
 
     if args.threads:
@@ -117,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         from .suite import run_preset
 
         preset = PRESETS[args.preset]
-        overrides = {k: v for k, v in dict(dataset=args.dataset, image_size=args.image_size, channels=args.channels).items()
+        overrides = {k: v for k, v in dict(dataset=args.dataset, image_size=args.image_size, channels=args.channels,
+                                       precision=args.precision).items()
                      if v is not None}  # fmt: skip
         preset = replace(preset, **overrides)
         extractor = args.extractor or ("inception" if args.inception_weights else "classifier")

@@ -159,7 +159,7 @@ def markdown(results: dict) -> str:
         f"# Benchmark: preset `{p['name']}`\n",
         f"Command: `{results['command']}`  \nHardware: {hw['cpu_model']}, {hw['cpu_cores']} cores ({hw['torch_threads']} "
         f"torch threads), GPU: {hw['gpu'] or 'none'}; torch {hw['torch']}, lightning {hw['lightning']}, Python "
-        f"{hw['python']}. Timings were taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
+        f"{hw['python']}; precision {p.get('precision', '32-true')}. Timings were taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
         warn, TABLE_START, table(runs), TABLE_END,
         f"\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared ranks: not separable). "
         f"{label}, classifier test accuracy {_num(acc, '{:.4f}')}; N generated samples against {results.get('num_reference')} "

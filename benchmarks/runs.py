@@ -6,6 +6,7 @@ Diffusion students share the slim width (8-18x fewer MACs than their teacher, th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -22,7 +23,7 @@ from scale_space_diffusion.images import save_grid, save_png, to_uint8
 from scale_space_diffusion.models.base import DiffusionModule
 from scale_space_diffusion.models.settings import Optimization, Sampling
 
-from .presets import Preset
+from .presets import PRECISIONS, Preset
 
 RUNS = ("ddpm", "ddpm_x0", "ssd_convex", "ssd_equal", "ssd_full_unet", "sd_distilled", "sd_plain",
         "sd_nogate_distilled", "sd_nogate")  # fmt: skip
@@ -97,11 +98,11 @@ class StepTimer(L.Callback):
     """Training wall-clock (checkpoint saves excluded) and the images/s of the steps after ``warmup``.
 
     A step is timed from one batch start to the next, so it holds data loading, forward, backward, the
-    optimizer and the EMA update: the throughput of the real training loop.
+    optimizer and the EMA update: the throughput of the real training loop. It also keeps every step's loss.
     """
 
     def __init__(self, warmup: int):
-        self.warmup, self.starts, self.batch_size, self.paused = warmup, [], 0, 0.0
+        self.warmup, self.starts, self.batch_size, self.paused, self.losses = warmup, [], 0, 0.0, []
         self.fit_seconds = self.fit_cpu_seconds = float("nan")
         self.load_start = self.load_end = None
 
@@ -112,6 +113,14 @@ class StepTimer(L.Callback):
         self._sync(pl_module)
         self.starts.append(time.perf_counter() - self.paused)
         self.batch_size = len(batch[0])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(outputs["loss"].detach() if isinstance(outputs, dict) else outputs.detach())
+
+    def loss_curve(self, window: int = 50) -> list[float]:
+        """The training loss averaged over consecutive windows of ``window`` steps (the last one may be shorter)."""
+        losses = torch.stack(self.losses).float().cpu() if self.losses else torch.zeros(0)
+        return [round(float(w.mean()), 6) for w in losses.split(window)]
 
     def elapsed(self, pl_module) -> float:
         self._sync(pl_module)
@@ -167,9 +176,10 @@ class Milestones(L.Callback):
 
 
 def fit(model: DiffusionModule, data: L.LightningDataModule, max_steps: int, warmup: int, root: Path, seed: int,
-        milestones: dict[int, list[str]] | None = None, seconds: float | None = None) -> tuple[StepTimer, list[dict]]:  # fmt: skip
-    """Train through a Lightning Trainer (no validation, no logger; Lightning's progress bar), saving the
-    ``milestones`` checkpoints under ``root/checkpoints``; returns the timer and the saved checkpoints."""
+        milestones: dict[int, list[str]] | None = None, seconds: float | None = None,
+        precision: str = "32-true") -> tuple[StepTimer, list[dict]]:  # fmt: skip
+    """Train through a Lightning Trainer (no validation, no logger; Lightning's progress bar; its ``precision``),
+    saving the ``milestones`` checkpoints under ``root/checkpoints``; returns the timer and the saved checkpoints."""
     L.seed_everything(seed, verbose=False)  # the same data order for every run
     timer = StepTimer(warmup)
     callbacks: list[L.Callback] = [timer]
@@ -180,7 +190,7 @@ def fit(model: DiffusionModule, data: L.LightningDataModule, max_steps: int, war
         callbacks.append(saver)
     trainer = L.Trainer(max_steps=max_steps, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False,
-                        gradient_clip_val=1.0, callbacks=callbacks, default_root_dir=str(root))  # fmt: skip
+                        gradient_clip_val=1.0, callbacks=callbacks, default_root_dir=str(root), precision=precision)  # fmt: skip
     trainer.fit(model, data)
     return timer, (saver.saved if saver else [])
 
@@ -189,11 +199,20 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    """What Lightning's precision plugin wraps a step in: bf16 autocast for "bf16-mixed", nothing for "32-true"."""
+    if precision == "bf16-mixed":
+        return torch.autocast(device().type, dtype=torch.bfloat16)
+    if precision == "32-true":
+        return contextlib.nullcontext()
+    raise ValueError(f"precision {precision!r} is not benchmarked; use one of {', '.join(PRECISIONS)}")
+
+
 def sample_images(model: DiffusionModule, n: int, batch: int, seed: int, desc: str,
-                  out: Path | None = None) -> tuple[torch.Tensor, float, float]:  # fmt: skip
-    """uint8 (n, C, S, S) from ``model``'s sampler, image i from a generator seeded by (seed, i); PNGs
-    ``out/000000.png``... when ``out`` is given. Returns (images, wall-clock and process CPU seconds in
-    ``model.sample``, PNG writing excluded)."""
+                  out: Path | None = None, precision: str = "32-true") -> tuple[torch.Tensor, float, float]:  # fmt: skip
+    """uint8 (n, C, S, S) from ``model``'s sampler (under ``precision``'s autocast), image i from a generator
+    seeded by (seed, i); PNGs ``out/000000.png``... when ``out`` is given. Returns (images, wall-clock and
+    process CPU seconds in ``model.sample``, PNG writing excluded)."""
     dev = device()
     model.to(dev).eval()
     if out is not None:
@@ -201,7 +220,8 @@ def sample_images(model: DiffusionModule, n: int, batch: int, seed: int, desc: s
     seconds, cpu, images = 0.0, 0.0, []
     for chunk in tqdm(torch.arange(n).split(batch), desc=desc, unit="batch"):
         start, cpu_start = time.perf_counter(), time.process_time()
-        x = model.sample(sample_generators(seed, chunk), model.sample_labels(chunk))
+        with autocast(precision):
+            x = model.sample(sample_generators(seed, chunk), model.sample_labels(chunk))
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds += time.perf_counter() - start

@@ -76,7 +76,7 @@ def train_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, teache
     train_flops_s = time.perf_counter() - start
     per_image = train["total_flops"] / 1e9
     marks, max_steps, seconds = _targets(name, p, per_image, ddpm)
-    timer, saved = fit(model, data, max_steps, p.warmup_steps, run_dir, p.seed, marks, seconds)
+    timer, saved = fit(model, data, max_steps, p.warmup_steps, run_dir, p.seed, marks, seconds, p.precision)
     at_steps = next(c for c in saved if c["step"] == p.steps)
     checkpoint = run_dir / "model.ckpt"
     checkpoint.unlink(missing_ok=True)
@@ -91,6 +91,7 @@ def train_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, teache
         "model": model, "checkpoint": str(checkpoint), "trained_here": True, "train": train, "saved": saved,
         "train_seconds": at_steps["train_seconds"], "train_steps": p.steps, "trained_steps": trained,
         "fit_seconds": timer.fit_seconds, "fit_cpu_seconds": timer.fit_cpu_seconds, "train_images_per_s": timer.images_per_s, "budget_notes": notes,
+        "train_loss_curve": timer.loss_curve(),
         "load": {"train_start": timer.load_start, "train_end": timer.load_end}, "train_flops_s": train_flops_s,
     }  # fmt: skip
 
@@ -100,11 +101,12 @@ def load_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: s
     if model.image_size != p.image_size:
         raise ValueError(f"--ckpt {name}={ckpt} is a {model.image_size}px model, the preset is {p.image_size}px")
     steps = torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step")
-    timer, _ = fit(load_model(ckpt).train(), data, p.warmup_steps + SPEED_STEPS, p.warmup_steps, run_dir, p.seed)
+    timer, _ = fit(load_model(ckpt).train(), data, p.warmup_steps + SPEED_STEPS, p.warmup_steps, run_dir, p.seed,
+                   precision=p.precision)
     return {"model": model, "checkpoint": str(ckpt), "trained_here": False, "train": training_flops_breakdown(model),
             "saved": [], "train_seconds": None, "train_steps": steps, "trained_steps": steps, "fit_seconds": None,
             "fit_cpu_seconds": None,
-            "train_images_per_s": timer.images_per_s, "budget_notes": [], "train_flops_s": None,
+            "train_images_per_s": timer.images_per_s, "budget_notes": [], "train_flops_s": None, "train_loss_curve": None,
             "load": {"train_start": timer.load_start, "train_end": timer.load_end}}  # fmt: skip
 
 
@@ -137,6 +139,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
         "train_images_per_s": t["train_images_per_s"], "train_seconds": t["train_seconds"],
         "train_steps": t["train_steps"], "trained_steps": t["trained_steps"], "fit_seconds": t["fit_seconds"],
         "batch_size": p.batch_size, "steps_in_ddpm_time": None, "budget_notes": t["budget_notes"],
+        "train_loss_curve": t["train_loss_curve"], "train_loss_window": 50,
         **main, "load": {**t["load"], **main["load"]},
         "timings": {**main["timings"], "train_flops_s": t["train_flops_s"], "fit_s": t["fit_seconds"],
                     "fit_cpu_s": t["fit_cpu_seconds"], "curves_s": time.perf_counter() - start,
@@ -170,7 +173,8 @@ def _previous(out: Path, p: Preset, extractor: str, fresh: bool) -> dict | None:
     if fresh or not path.is_file():
         return None
     old = json.loads(path.read_text())
-    if old.get("preset") != json.loads(json.dumps(p.as_dict())) or old.get("extractor") != extractor:
+    settings = {"precision": "32-true", **old.get("preset", {})}  # results older than the precision field ran fp32
+    if settings != json.loads(json.dumps(p.as_dict())) or old.get("extractor") != extractor:
         raise SystemExit(f"error: {path} holds results of other settings (preset or extractor); pass --fresh to "
                          "start over there, or another --out")  # fmt: skip
     return old

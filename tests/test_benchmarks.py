@@ -13,7 +13,8 @@ from benchmarks.runs import RUNS, SD_ABLATION
 REQUIRED = ["fid", "fid_ci95", "kid", "kid_ci95", "kid_std", "num_samples", "sample_gflops_per_image",
             "train_gflops_per_image", "train_images_per_s", "sample_images_per_s", "params", "steps",
             "feature_extractor", "classifier_accuracy", "sampler", "ema", "seed", "train_seconds", "steps_in_ddpm_time",
-            "teacher_gflops", "active_params", "hardware", "preset", "checkpoints", "pareto", "load", "timings"]  # fmt: skip
+            "teacher_gflops", "active_params", "hardware", "preset", "checkpoints", "pareto", "load", "timings",
+            "train_loss_curve"]  # fmt: skip
 
 
 def ordered(r: dict) -> bool:
@@ -45,6 +46,8 @@ def test_smoke_preset_writes_every_record_and_plot(smoke):
         samplers = {(q["sampler"], q["requested_steps"]) for q in r["pareto"]}
         assert samplers == {("ddim", 4), ("ancestral", 3)} and all(ordered(q) for q in r["pareto"])
         assert len(r["radial_power"]) == 16
+        curve = r["train_loss_curve"]  # every trained step's loss, by windows of 50
+        assert len(curve) == -(-r["trained_steps"] // r["train_loss_window"]) and all(0 < v < 1e3 for v in curve)
     refs = {(x["run"], x["num_samples"]) for x in results["reference"]}
     assert refs == {("train_vs_test", 8), ("prior_noise", 8), ("train_vs_test", 6), ("prior_noise", 6)}
     assert all(ordered(x) for x in results["reference"])
@@ -118,6 +121,47 @@ def test_readme_table_is_generated_from_results(smoke, tmp_path):
     assert readme.read_text() == text
 
 
+def test_bf16_mixed_trains_and_samples_under_autocast(smoke, tmp_path):
+    import torch
+
+    out, data = smoke
+    main(["--preset", "smoke", "--out", str(tmp_path), "--only", "ddpm", "--precision", "bf16-mixed", *data])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["preset"]["precision"] == "bf16-mixed" and "precision bf16-mixed" in (tmp_path / "results.md").read_text()
+    fp32, bf16 = (torch.load(d / "ddpm" / "model.ckpt", weights_only=True)["state_dict"] for d in (out, tmp_path))
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)  # same seed and data: the weights saw bf16 steps
+    with pytest.raises(SystemExit, match="other settings"):  # an fp32 results.json is not continued in bf16
+        main(["--preset", "smoke", "--out", str(out), "--only", "ddpm", "--precision", "bf16-mixed", *data])
+    main(["compare", str(out / "results.json"), str(tmp_path / "results.json"), "--out", str(tmp_path / "cmp")])
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| `ddpm` |"))
+    assert "smoke bf16-mixed" in md and "smoke 32-true" in md and "n/a" not in row
+    assert ("not separable" in row) != ("better" in row) and "`ssd_convex`" not in md  # only the runs both hold
+    assert (tmp_path / "cmp" / "compare_loss.png").stat().st_size > 1000
+
+
+def test_sample_images_runs_under_the_precision_asked_for():
+    from dataclasses import replace
+
+    import torch
+
+    from benchmarks.presets import PRESETS
+    from benchmarks.runs import build, sample_images
+
+    torch.manual_seed(0)
+    model = build("ddpm", PRESETS["smoke"])
+    dtypes = []
+    model.net.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    for precision in ("32-true", "bf16-mixed"):
+        sample_images(model, 2, 2, 0, precision, precision=precision)
+    steps = len(dtypes) // 2
+    assert set(dtypes[:steps]) == {torch.float32} and set(dtypes[steps:]) == {torch.bfloat16}
+    with pytest.raises(ValueError, match="'16-mixed'.*32-true, bf16-mixed"):
+        sample_images(model, 2, 2, 0, "fp16", precision="16-mixed")
+    with pytest.raises(ValueError, match="'16-mixed'.*32-true, bf16-mixed"):  # refused before any training
+        replace(PRESETS["smoke"], precision="16-mixed")
+
+
 def test_distillation_without_a_teacher_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="ddpm"):
         main(["--preset", "smoke", "--out", str(tmp_path), "--only", "sd_distilled"])
@@ -178,6 +222,10 @@ def test_a_restart_continues_only_with_the_same_settings_and_fresh_starts_over(t
     (tmp_path / "results.json").write_text(json.dumps({"preset": p.as_dict(), "extractor": "classifier", "runs": [1]}))
     assert _previous(tmp_path, p, "classifier", fresh=False)["runs"] == [1]
     assert _previous(tmp_path, p, "classifier", fresh=True) is None
-    for preset, extractor in ((replace(p, steps=5), "classifier"), (p, "inception")):
+    old = {k: v for k, v in p.as_dict().items() if k != "precision"}  # written before the field existed: fp32
+    (tmp_path / "results.json").write_text(json.dumps({"preset": old, "extractor": "classifier", "runs": [2]}))
+    assert _previous(tmp_path, p, "classifier", fresh=False)["runs"] == [2]
+    for preset, extractor in ((replace(p, steps=5), "classifier"), (p, "inception"),
+                              (replace(p, precision="bf16-mixed"), "classifier")):  # fmt: skip
         with pytest.raises(SystemExit, match="other settings.*--fresh"):
             _previous(tmp_path, preset, extractor, fresh=False)

@@ -30,3 +30,18 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     ssd = next(c for c in res["cases"] if c["case"]["model"] == "ssd")
     assert len(ssd["train_paths"]) > 1 and _positive(ssd["summary"]["train_vs_1_level"]["flops"])
     assert "## Whole ladder" in md and "SSD (flexi)" in md and "SD student" in md
+
+
+def test_profile_step_splits_a_training_step_into_categories(tmp_path):
+    from benchmarks.profile_step import CATEGORIES, category, main as profile_main, profile_step
+
+    assert category("aten::mkldnn_convolution") == "convolution" and category("aten::mm") == "matmul"
+    assert category("aten::_to_copy") == "dtype casts and copies" and category("aten::silu") == "elementwise and other"
+    ms = profile_step("tiny", "ssd", "8->8", [], iters=1)
+    assert ms["convolution"] > 0 and ms["optimizer"] > 0 and all(v >= 0 for v in ms.values())
+    assert sum(v for k, v in ms.items() if k != "step") <= 1.5 * ms["step"]  # self times do not double count
+    out = tmp_path / "profile.md"
+    profile_main(["--config", "tiny", "--model", "ddpm", "--path", "16->16", "--iters", "1", "--threads", "1",
+                  "--out", str(out)])  # fmt: skip
+    md = out.read_text()
+    assert all(f"| {name} |" in md for name, _ in CATEGORIES) and "Amdahl" in md and "**step (wall-clock)**" in md

@@ -1,0 +1,100 @@
+"""``python -m benchmarks.profile_step``: where a training step's time goes, fp32 against bf16 autocast.
+
+The same model and inputs as the throughput benchmark (``throughput_worker.Case``: seeded weights, a batch of t on
+one resolution path, forward + backward + AdamW), timed under ``torch.profiler``. Every op's *self* CPU time (the
+calling thread's wall-clock inside the op, intra-op worker threads included in it, children excluded) is summed
+into categories, so the categories add up to the step. The last table is Amdahl's bound: the speed-up bf16 could
+give if only its matrix work (convolutions, matmuls, attention) got faster, by the ratio it measured there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from .throughput import RESULTS, case_spec
+from .throughput_worker import NETS, Case
+
+CATEGORIES = (  # (name, substrings of the aten op name), the first match wins
+    ("convolution", ("convolution", "conv2d", "conv_depthwise")),
+    ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention")),
+    ("matmul", ("::mm", "::bmm", "::addmm", "::baddbmm", "::matmul", "::linear")),
+    ("group norm", ("group_norm", "layer_norm")),
+    ("optimizer", ("_foreach_", "_fused_adam")),
+    ("dtype casts and copies", ("::to", "::_to_copy", "::copy_", "::clone", "::contiguous")),
+)
+MATRIX = ("convolution", "attention", "matmul")
+
+
+def category(op: str) -> str:
+    return next((name for name, keys in CATEGORIES if any(k in op for k in keys)), "elementwise and other")
+
+
+def profile_step(config: str, model: str, path: str, options: list[str], iters: int) -> dict[str, float]:
+    """Milliseconds per training step on ``path`` by category (and "step": the wall-clock per step)."""
+    case = Case(case_spec(config, model, quick=False), options)
+    for _ in range(2):  # warm-up: oneDNN primitive caches, allocator
+        case.train_step(path)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(iters):
+            case.train_step(path)
+        wall = time.perf_counter() - start
+    ms = dict.fromkeys([name for name, _ in CATEGORIES] + ["elementwise and other"], 0.0)
+    for e in prof.key_averages():
+        ms[category(e.key)] += e.self_cpu_time_total / 1e3 / iters
+        if e.key.startswith("Optimizer.step"):  # AdamW's element-wise ops on CPU (not foreach): moved to optimizer
+            inside = (e.cpu_time_total - e.self_cpu_time_total) / 1e3 / iters
+            moved = min(inside, ms["elementwise and other"])
+            ms["optimizer"] += moved
+            ms["elementwise and other"] -= moved
+    return {**ms, "step": 1e3 * wall / iters}
+
+
+def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int) -> str:
+    lines = [f"# Training step profile: {config} config, {model}, path {path}, fp32 (A) vs bf16 autocast (B)\n",
+             f"Command: `python -m benchmarks.profile_step --config {config} --model {model} --path {path} --iters {iters}`  ",
+             f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch "
+             f"{torch.__version__}, oneDNN bf16 support: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}.\n",
+             "| category | A ms/step | A share | B ms/step | B share | A/B |", "|---|---|---|---|---|---|"]  # fmt: skip
+    profiled_a, profiled_b = (sum(v for k, v in d.items() if k != "step") for d in (a, b))
+    for k in [name for name, _ in CATEGORIES] + ["elementwise and other"]:
+        ratio = f"{a[k] / b[k]:.2f}x" if b[k] > 0 else "n/a"
+        lines.append(f"| {k} | {a[k]:.1f} | {a[k] / profiled_a:.0%} | {b[k]:.1f} | {b[k] / profiled_b:.0%} | {ratio} |")
+    lines.append(f"| **step (wall-clock)** | {a['step']:.1f} | | {b['step']:.1f} | | **{a['step'] / b['step']:.2f}x** |")
+    mat_a, mat_b = sum(a[k] for k in MATRIX), sum(b[k] for k in MATRIX)
+    k, rest = mat_a / mat_b, profiled_a - mat_a
+    text = (f"\nMatrix work (convolution, attention, matmul) is {mat_a / profiled_a:.0%} of the fp32 step and runs "
+            f"{k:.2f}x faster under bf16. Amdahl: with everything else at its fp32 time, bf16 gives at most "
+            f"{profiled_a / (rest + mat_a / k):.2f}x; with infinitely fast matrix work, {profiled_a / rest:.2f}x.")  # fmt: skip
+    if profiled_a / 2 > rest:
+        text += f" 2x needs the matrix work {mat_a / (profiled_a / 2 - rest):.2f}x faster and the rest unchanged."
+    lines.append(text + " (Categories: self times summed over ops; the step row: wall-clock per step under the profiler.)\n")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.profile_step", description=__doc__.split("\n")[0])
+    p.add_argument("--config", default="authors", choices=list(NETS))
+    p.add_argument("--model", default="ddpm", choices=["ddpm", "ssd", "ssd_full", "sd"])
+    p.add_argument("--path", default="32->32", help="the resolution path r(t)->r(t-1), e.g. 16->16 for SSD")
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, help=f"markdown file (default {RESULTS}/profile_<config>_<model>.md)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    a, b = (profile_step(args.config, args.model, args.path, opts, args.iters) for opts in ([], ["bf16"]))
+    text = markdown(args.config, args.model, args.path, a, b, args.iters)
+    out = args.out or RESULTS / f"profile_{args.config}_{args.model}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
