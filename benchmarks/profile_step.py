@@ -3,8 +3,8 @@
 The same model and inputs as the throughput benchmark (``throughput_worker.Case``: seeded weights, a batch of t on
 one resolution path, forward + backward + AdamW), timed under ``torch.profiler``. Every op's *self* CPU time (the
 calling thread's wall-clock inside the op, intra-op worker threads included in it, children excluded) is summed
-into categories, so the categories add up to the step. The last table is Amdahl's bound: the speed-up bf16 could
-give if only its matrix work (convolutions, matmuls, attention) got faster, by the ratio it measured there.
+into categories, so the categories add up to the step. The closing paragraph is Amdahl's bound: the speed-up bf16
+could give if only its matrix work (convolutions, matmuls, attention) got faster, by the ratio measured there.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ def profile_step(config: str, model: str, path: str, options: list[str], iters: 
             case.train_step(path)
         wall = time.perf_counter() - start
     ms = dict.fromkeys([name for name, _ in CATEGORIES] + ["elementwise and other"], 0.0)
+    in_optimizer = 0.0
     for e in prof.key_averages():
         ms[category(e.key)] += e.self_cpu_time_total / 1e3 / iters
-        if e.key.startswith("Optimizer.step"):  # AdamW's element-wise ops on CPU (not foreach): moved to optimizer
-            inside = (e.cpu_time_total - e.self_cpu_time_total) / 1e3 / iters
-            moved = min(inside, ms["elementwise and other"])
-            ms["optimizer"] += moved
-            ms["elementwise and other"] -= moved
+        if e.key.startswith("Optimizer.step"):  # its children: AdamW's per-tensor element-wise ops on CPU
+            in_optimizer += (e.cpu_time_total - e.self_cpu_time_total) / 1e3 / iters
+    moved = min(in_optimizer, ms["elementwise and other"])  # counted as element-wise above; they are the optimizer
+    ms["optimizer"] += moved
+    ms["elementwise and other"] -= moved
     return {**ms, "step": 1e3 * wall / iters}
 
 
