@@ -5,6 +5,8 @@ one resolution path, forward + backward + AdamW), timed under ``torch.profiler``
 calling thread's wall-clock inside the op, intra-op worker threads included in it, children excluded) is summed
 into categories, so the categories add up to the step. The closing paragraph is Amdahl's bound: the speed-up bf16
 could give if only its matrix work (convolutions, matmuls, attention) got faster, by the ratio measured there.
+Each matrix category's FLOPs (``FlopCounterMode`` over one step) over its time is set against this machine's own
+ceiling: the GFLOP/s of one large square matmul in fp32 and in bf16, the best oneDNN does here.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from scale_space_diffusion.metrics.flops import register_cpu_attention_flops
 
 from .throughput import RESULTS, case_spec
 from .throughput_worker import NETS, Case
 
+GEMM_N = 2048
 CATEGORIES = (  # (name, substrings of the aten op name), the first match wins
     ("convolution", ("convolution", "conv2d", "conv_depthwise")),
     ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention")),
@@ -33,6 +39,34 @@ MATRIX = ("convolution", "attention", "matmul")
 
 def category(op: str) -> str:
     return next((name for name, keys in CATEGORIES if any(k in op for k in keys)), "elementwise and other")
+
+
+def gemm_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """This machine's matmul ceiling: GFLOP/s of the fastest of ``reps`` (n, n) @ (n, n) products."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b  # warm-up
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def step_flops(config: str, model: str, path: str) -> dict[str, float]:
+    """FLOPs of one fp32 training step on ``path`` by matrix category (precision does not change them)."""
+    case = Case(case_spec(config, model, quick=False), [])
+    register_cpu_attention_flops()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        case.train_step(path)
+    flops = dict.fromkeys(MATRIX, 0.0)
+    for op, n in counter.get_flop_counts()["Global"].items():
+        if (name := category(op._qualified_op_name)) in flops:  # e.g. "aten::convolution_backward"
+            flops[name] += n
+    return flops
 
 
 def profile_step(config: str, model: str, path: str, options: list[str], iters: int) -> dict[str, float]:
@@ -57,7 +91,7 @@ def profile_step(config: str, model: str, path: str, options: list[str], iters: 
     return {**ms, "step": 1e3 * wall / iters}
 
 
-def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int) -> str:
+def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int, flops: dict, peak: dict) -> str:
     lines = [f"# Training step profile: {config} config, {model}, path {path}, fp32 (A) vs bf16 autocast (B)\n",
              f"Command: `python -m benchmarks.profile_step --config {config} --model {model} --path {path} --iters {iters}`  ",
              f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch "
@@ -76,7 +110,15 @@ def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int) -
     if profiled_a / 2 > rest:
         text += f" 2x needs the matrix work {mat_a / (profiled_a / 2 - rest):.2f}x faster and the rest unchanged."
     lines.append(text + " (Categories: self times summed over ops; the step row: wall-clock per step under the profiler.)\n")
-    return "\n".join(lines)
+    lines += [f"Against this machine's ceiling, a {GEMM_N}x{GEMM_N} matmul: {peak['fp32']:.0f} GFLOP/s in fp32, "
+              f"{peak['bf16']:.0f} GFLOP/s in bf16 ({peak['bf16'] / peak['fp32']:.2f}x).\n",
+              "| category | GFLOP/step | A GFLOP/s | A % of fp32 matmul | B GFLOP/s | B % of bf16 matmul |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for k in MATRIX:
+        ga, gb = (flops[k] / d[k] / 1e6 if d[k] else 0.0 for d in (a, b))  # FLOPs / ms -> GFLOP/s
+        lines.append(f"| {k} | {flops[k] / 1e9:.1f} | {ga:.0f} | {ga / peak['fp32']:.0%} | {gb:.0f} | "
+                     f"{gb / peak['bf16']:.0%} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     a, b = (profile_step(args.config, args.model, args.path, opts, args.iters) for opts in ([], ["bf16"]))
-    text = markdown(args.config, args.model, args.path, a, b, args.iters)
+    flops = step_flops(args.config, args.model, args.path)
+    peak = {"fp32": gemm_gflops(torch.float32, GEMM_N), "bf16": gemm_gflops(torch.bfloat16, GEMM_N)}
+    text = markdown(args.config, args.model, args.path, a, b, args.iters, flops, peak)
     out = args.out or RESULTS / f"profile_{args.config}_{args.model}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

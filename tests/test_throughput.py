@@ -33,7 +33,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
 
 
 def test_profile_step_splits_a_training_step_into_categories(tmp_path):
-    from benchmarks.profile_step import CATEGORIES, category, main as profile_main, profile_step
+    from benchmarks.profile_step import CATEGORIES, category, main as profile_main, profile_step, step_flops
 
     assert category("aten::mkldnn_convolution") == "convolution" and category("aten::mm") == "matmul"
     assert category("aten::_to_copy") == "dtype casts and copies" and category("aten::silu") == "elementwise and other"
@@ -45,3 +45,6 @@ def test_profile_step_splits_a_training_step_into_categories(tmp_path):
                   "--out", str(out)])  # fmt: skip
     md = out.read_text()
     assert all(f"| {name} |" in md for name, _ in CATEGORIES) and "Amdahl" in md and "**step (wall-clock)**" in md
+    assert "% of fp32 matmul" in md and " GFLOP/s in bf16" in md
+    flops = step_flops("tiny", "ddpm", "16->16")
+    assert flops["convolution"] > 0 and flops["matmul"] > 0 and flops["attention"] > 0

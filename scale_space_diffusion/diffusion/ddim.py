@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .degradation import ResizeKind, axis_matrix, gram_eigh
+from .precision import full_precision
 from .process import ScaleSpaceProcess
 
 
@@ -76,6 +77,7 @@ def ddim_tables(process: ScaleSpaceProcess, t: int, s: int, eta: float) -> tuple
     return alpha, std
 
 
+@full_precision
 def ddim_step(process: ScaleSpaceProcess, x_t: Tensor, x0_hat: Tensor, t: int, s: int, eta: float, z: Tensor) -> Tensor:
     """(D1) x_s ~ q_eta(x_s | x_t, x_0 = x0_hat) via (D4)/(D6), given the standard-normal draw z.
 

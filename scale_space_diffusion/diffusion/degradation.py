@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .precision import full_precision
+
 ResizeKind = Literal["bilinear", "box"]
 
 
@@ -81,6 +83,7 @@ class Resize:
     def matrix(self, x: Tensor, n_in: int, n_out: int) -> Tensor:
         return _on(self.kind, n_in, n_out, x.device, x.dtype)
 
+    @full_precision
     def down(self, x: Tensor, size: int) -> Tensor:
         """R x: (..., n, n) -> (..., size, size)."""
         n = x.shape[-1]
@@ -89,6 +92,7 @@ class Resize:
         M = self.matrix(x, n, size)
         return M @ x @ M.T
 
+    @full_precision
     def adjoint(self, y: Tensor, size: int) -> Tensor:
         """R^T y: (..., m, m) -> (..., size, size), the exact transpose of ``down(., m)``."""
         m = y.shape[-1]

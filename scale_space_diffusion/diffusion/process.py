@@ -25,6 +25,7 @@ from torch import Tensor
 
 from .degradation import Resize, axis_matrix, gram_eigh
 from .ladder import ResolutionLadder
+from .precision import full_precision
 from .schedule import NoiseSchedule
 
 
@@ -72,6 +73,7 @@ class ScaleSpaceProcess:
         residual = x_t - c * self.resize.down(mu_s, r_t)
         return mu_s + rho * c * self.resize.adjoint(residual, mu_s.shape[-1])
 
+    @full_precision
     def posterior_noise(self, z: Tensor, t: int, s: int | None = None) -> Tensor:
         """(P4) Sigma^{1/2} z, an exact draw from (P3) N(0, sigma_s^2 (I - rho c^2 R^T R)) given z ~ N(0, I) at r(s)."""
         s = t - 1 if s is None else s

@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..diffusion.guidance import check_guidance, drop_labels, guided
 from ..diffusion.loss import DiffusionLoss
+from ..diffusion.precision import upcast
 from ..diffusion.process import ScaleSpaceProcess
 from ..diffusion.rng import Generator, sample_generators, seeded_generator
 from ..diffusion.sampler import prior, sample
@@ -67,7 +68,8 @@ class DiffusionModule(GenerateMixin, PretrainedMixin, L.LightningModule):
         """x0_hat (B,C,out_res,out_res) of the sampling network, with classifier-free guidance (G1) if asked for:
         the sampler's denoiser."""
         net = self.sampling_net
-        raw = guided(lambda *a: self.raw_network(*a, net), self.sampling.guidance_scale)(x_t, t, out_res, labels)
+        raw_fp32 = lambda *a: upcast(self.raw_network(*a, net))  # noqa: E731  (fp32 sampler state under autocast)
+        raw = guided(raw_fp32, self.sampling.guidance_scale)(x_t, t, out_res, labels)
         return self.loss_fn.parameterization.x0(raw, x_t, t, self.process.schedule)
 
     @property
