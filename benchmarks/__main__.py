@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 (greyscale, default) or 3 (RGB)")
     p.add_argument("--precision", choices=PRECISIONS, help="train and sample in fp32 (default) or "
                    "under bf16 autocast (Lightning's bf16-mixed); FID features stay fp32")  # fmt: skip
+    p.add_argument("--train-seed", type=int, help="seed of the runs' weights, batch order and sampling noise "
+                   "(default: the preset's seed); the data split and the FID judge keep the preset's, so two train "
+                   "seeds are replicates scored alike")  # fmt: skip
     p.add_argument("--ckpt", type=_ckpt, action="append", default=[], metavar="NAME=PATH",
                    help=f"use a trained checkpoint instead of training run NAME ({', '.join(RUNS)})")  # fmt: skip
     p.add_argument("--only", nargs="+", choices=RUNS, metavar="NAME", help="run only these (default: all)")
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
 
         preset = PRESETS[args.preset]
         overrides = {k: v for k, v in dict(dataset=args.dataset, image_size=args.image_size, channels=args.channels,
-                                       precision=args.precision).items()
+                                       precision=args.precision, train_seed=args.train_seed).items()
                      if v is not None}  # fmt: skip
         preset = replace(preset, **overrides)
         extractor = args.extractor or ("inception" if args.inception_weights else "classifier")

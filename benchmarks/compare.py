@@ -17,7 +17,8 @@ from .report import ci
 
 def _label(results: dict, path: Path) -> str:
     p = results["preset"]
-    return f"{p['name']} {p.get('precision', '32-true')} ({path.parent.name})"
+    seed = f" train seed {p['train_seed']}" if p.get("train_seed") is not None else ""
+    return f"{p['name']} {p.get('precision', '32-true')}{seed} ({path.parent.name})"
 
 
 def _tail_loss(r: dict, fraction: float = 0.2) -> float | None:

@@ -40,12 +40,17 @@ class Preset:
     classifier_epochs: int = 3
     max_data: int | None = None  # cap on each split (smoke test only)
     runs: tuple[str, ...] | None = None  # the runs `python -m benchmarks` trains (None: all; --only overrides)
-    seed: int = 0
+    seed: int = 0  # data split, FID judge (classifier, reference rows, bootstrap) and, unless train_seed, the runs
+    train_seed: int | None = None  # the runs' initial weights, batch order and sampling noise: a replicate under one judge
     precision: str = "32-true"  # Lightning's precision for training; "bf16-mixed" also samples under bf16 autocast
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not benchmarked; use one of {', '.join(PRECISIONS)}")
+
+    @property
+    def run_seed(self) -> int:
+        return self.seed if self.train_seed is None else self.train_seed
 
     @property
     def low_sample(self) -> bool:

@@ -63,7 +63,7 @@ def net_kwargs(p: Preset, width: int) -> dict:
 
 
 def sampling_settings(p: Preset, sampler: str | None = None, steps: int | None = None) -> Sampling:
-    return Sampling(steps=steps or p.sample_steps, sampler=sampler or p.sampler, eta=0.0, seed=p.seed,
+    return Sampling(steps=steps or p.sample_steps, sampler=sampler or p.sampler, eta=0.0, seed=p.run_seed,
                     grid_every_n_epochs=0, grid_size=0)  # fmt: skip
 
 

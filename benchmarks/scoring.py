@@ -49,7 +49,7 @@ def score_main(model, name: str, p: Preset, judge: Judge, run_dir: Path, caches:
     flops = counted_flops(model, p.sample_steps, cache=caches[p.sampler])
     flops_s = time.perf_counter() - start
     sample_load = load()
-    images, seconds, cpu = sample_images(model, p.num_samples, p.sample_batch, p.seed,
+    images, seconds, cpu = sample_images(model, p.num_samples, p.sample_batch, p.run_seed,
                                          f"{name}: sampling {p.num_samples} images", run_dir / "samples", p.precision)  # fmt: skip
     write_grid(images, run_dir / "grid.png")
     start = time.perf_counter()
@@ -89,7 +89,7 @@ def score_checkpoints(saved: list[dict], name: str, p: Preset, judge: Judge, mai
             feats = main_features[:n]
         else:
             model = set_sampler(load_model(c["path"]), p.sampler, p.sample_steps)
-            images, *_ = sample_images(model, n, p.sample_batch, p.seed, f"{name}: step {c['step']}, {n} images",
+            images, *_ = sample_images(model, n, p.sample_batch, p.run_seed, f"{name}: step {c['step']}, {n} images",
                                        precision=p.precision)
             feats = judge.features(images, f"{name}: features")
         points.append(_curve_point(judge, feats, **extra))
@@ -110,7 +110,7 @@ def score_pareto(model, name: str, p: Preset, judge: Judge, main_features: torch
         if (sampler, steps) == (p.sampler, p.sample_steps):
             feats = main_features[:n]
         else:
-            images, *_ = sample_images(model, n, p.sample_batch, p.seed, f"{name}: {sampler} {steps} steps, {n} images",
+            images, *_ = sample_images(model, n, p.sample_batch, p.run_seed, f"{name}: {sampler} {steps} steps, {n} images",
                                        precision=p.precision)
             feats = judge.features(images, f"{name}: features")
         points.append(_curve_point(judge, feats, sampler=sampler, eta=0.0 if sampler == "ddim" else 1.0,

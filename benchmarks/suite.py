@@ -69,14 +69,14 @@ def train_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, teache
     """Train run ``name`` with its milestone checkpoints; ``model.ckpt`` is the one at ``steps``."""
     for stale in ("checkpoints", "samples"):
         shutil.rmtree(run_dir / stale, ignore_errors=True)
-    L.seed_everything(p.seed, verbose=False)  # the same initial weights for nets of the same shape
+    L.seed_everything(p.run_seed, verbose=False)  # the same initial weights for nets of the same shape
     model = build(name, p, teacher)
     start = time.perf_counter()
     train = training_flops_breakdown(model)
     train_flops_s = time.perf_counter() - start
     per_image = train["total_flops"] / 1e9
     marks, max_steps, seconds = _targets(name, p, per_image, ddpm)
-    timer, saved = fit(model, data, max_steps, p.warmup_steps, run_dir, p.seed, marks, seconds, p.precision)
+    timer, saved = fit(model, data, max_steps, p.warmup_steps, run_dir, p.run_seed, marks, seconds, p.precision)
     at_steps = next(c for c in saved if c["step"] == p.steps)
     checkpoint = run_dir / "model.ckpt"
     checkpoint.unlink(missing_ok=True)
@@ -101,7 +101,7 @@ def load_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: s
     if model.image_size != p.image_size:
         raise ValueError(f"--ckpt {name}={ckpt} is a {model.image_size}px model, the preset is {p.image_size}px")
     steps = torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step")
-    timer, _ = fit(load_model(ckpt).train(), data, p.warmup_steps + SPEED_STEPS, p.warmup_steps, run_dir, p.seed,
+    timer, _ = fit(load_model(ckpt).train(), data, p.warmup_steps + SPEED_STEPS, p.warmup_steps, run_dir, p.run_seed,
                    precision=p.precision)
     return {"model": model, "checkpoint": str(ckpt), "trained_here": False, "train": training_flops_breakdown(model),
             "saved": [], "train_seconds": None, "train_steps": steps, "trained_steps": steps, "fit_seconds": None,
@@ -149,7 +149,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
         "low_sample": p.low_sample, "image_format": "PNG", "sampler_name": p.sampler,
         "sampler": (f"DDIM (eta = 0), respaced to {p.sample_steps} steps" if p.sampler == "ddim" else
                     f"ancestral (exact posterior), respaced to {p.sample_steps} steps") + " (SSD keeps every transition)",
-        "ema": model.optim.ema_decay is not None, "ema_decay": model.optim.ema_decay, "seed": p.seed,
+        "ema": model.optim.ema_decay is not None, "ema_decay": model.optim.ema_decay, "seed": p.run_seed,
     }  # fmt: skip
 
 
@@ -168,12 +168,15 @@ def _finished(record: dict | None) -> bool:
     return len(list(Path(record["samples_dir"]).glob("[0-9]*.png"))) >= record["num_samples"]
 
 
+OLDER_DEFAULTS = {"precision": "32-true", "train_seed": None}  # preset fields added later, as older results ran them
+
+
 def _previous(out: Path, p: Preset, extractor: str, fresh: bool) -> dict | None:
     path = out / "results.json"
     if fresh or not path.is_file():
         return None
     old = json.loads(path.read_text())
-    settings = {"precision": "32-true", **old.get("preset", {})}  # results older than the precision field ran fp32
+    settings = {**OLDER_DEFAULTS, **old.get("preset", {})}
     if settings != json.loads(json.dumps(p.as_dict())) or old.get("extractor") != extractor:
         raise SystemExit(f"error: {path} holds results of other settings (preset or extractor); pass --fresh to "
                          "start over there, or another --out")  # fmt: skip

@@ -140,6 +140,20 @@ def test_bf16_mixed_trains_and_samples_under_autocast(smoke, tmp_path):
     assert (tmp_path / "cmp" / "compare_loss.png").stat().st_size > 1000
 
 
+def test_train_seed_is_a_replicate_under_the_same_judge(smoke, tmp_path):
+    import torch
+
+    out, data = smoke
+    main(["--preset", "smoke", "--out", str(tmp_path), "--only", "ddpm", "--train-seed", "1", *data])
+    a, b = (json.loads((d / "results.json").read_text()) for d in (out, tmp_path))
+    assert b["preset"]["train_seed"] == 1 and b["preset"]["seed"] == a["preset"]["seed"] == 0
+    assert b["reference"] == a["reference"]  # same split and judge: the floor and ceiling rows are identical
+    w0, w1 = (torch.load(d / "ddpm" / "model.ckpt", weights_only=True)["state_dict"] for d in (out, tmp_path))
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0)
+    main(["compare", str(out / "results.json"), str(tmp_path / "results.json"), "--out", str(tmp_path / "cmp")])
+    assert "smoke 32-true train seed 1" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
 def test_sample_images_runs_under_the_precision_asked_for():
     from dataclasses import replace
 
@@ -222,10 +236,10 @@ def test_a_restart_continues_only_with_the_same_settings_and_fresh_starts_over(t
     (tmp_path / "results.json").write_text(json.dumps({"preset": p.as_dict(), "extractor": "classifier", "runs": [1]}))
     assert _previous(tmp_path, p, "classifier", fresh=False)["runs"] == [1]
     assert _previous(tmp_path, p, "classifier", fresh=True) is None
-    old = {k: v for k, v in p.as_dict().items() if k != "precision"}  # written before the field existed: fp32
+    old = {k: v for k, v in p.as_dict().items() if k not in ("precision", "train_seed")}  # before the fields: fp32, seed
     (tmp_path / "results.json").write_text(json.dumps({"preset": old, "extractor": "classifier", "runs": [2]}))
     assert _previous(tmp_path, p, "classifier", fresh=False)["runs"] == [2]
     for preset, extractor in ((replace(p, steps=5), "classifier"), (p, "inception"),
-                              (replace(p, precision="bf16-mixed"), "classifier")):  # fmt: skip
+                              (replace(p, precision="bf16-mixed"), "classifier"), (replace(p, train_seed=1), "classifier")):  # fmt: skip
         with pytest.raises(SystemExit, match="other settings.*--fresh"):
             _previous(tmp_path, preset, extractor, fresh=False)
