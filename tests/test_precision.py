@@ -82,3 +82,25 @@ def test_bf16_mixed_predict_samples_like_fp32(name, tmp_path, fmnist_idx, cache_
         images[precision] = np.stack([np.asarray(Image.open(f), dtype=np.float64) for f in files])
     assert images["32-true"].shape == images["bf16-mixed"].shape == (4, 16, 16)
     assert np.abs(images["32-true"] - images["bf16-mixed"]).mean() < 8  # grey levels of 255, mean over pixels
+
+
+def test_the_fmnist_configs_train_in_bf16_mixed():
+    import yaml
+
+    for name in ("ddpm_fmnist32", "ssd_fmnist32", "ssd_fmnist32_cond", "spectral_fmnist32"):
+        assert yaml.safe_load((ROOT / f"configs/{name}.yaml").read_text())["trainer"]["precision"] == "bf16-mixed", name
+
+
+@pytest.mark.skipif(__import__("platform").machine().lower() not in ("x86_64", "amd64"), reason="x86 capability names")
+@pytest.mark.parametrize("caps, warns", [({}, True), ({"avx512_bf16": True}, False), ({"amx_bf16": True}, False)])
+def test_bf16_mixed_on_a_cpu_without_bf16_instructions_warns_with_the_fix(caps, warns, tmp_path, fmnist_idx, cache_dir,
+                                                                         tiny_teacher, monkeypatch):  # fmt: skip
+    import warnings
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fit("ddpm", tmp_path, fmnist_idx, cache_dir, tiny_teacher, "--trainer.precision=bf16-mixed",
+            "--trainer.max_steps=1")  # fmt: skip
+    hits = [str(w.message) for w in seen if "without bf16 instructions" in str(w.message)]
+    assert bool(hits) == warns and all("--trainer.precision=32-true" in h for h in hits)
