@@ -20,7 +20,7 @@ from torch import Tensor
 
 __all__ = ["full_precision", "no_autocast", "upcast"]
 
-F = TypeVar("F", bound=Callable)
+Fn = TypeVar("Fn", bound=Callable)
 LOW = (torch.float16, torch.bfloat16)
 
 
@@ -42,7 +42,7 @@ def upcast(x):
     return x.float() if isinstance(x, Tensor) and x.dtype in LOW else x
 
 
-def full_precision(fn: F) -> F:
+def full_precision(fn: Fn) -> Fn:
     """``fn`` with autocast off and its float16 / bfloat16 tensor arguments upcast to float32."""
 
     @functools.wraps(fn)
