@@ -124,8 +124,9 @@ class DiffusionModule(GenerateMixin, PretrainedMixin, L.LightningModule):
         local = seeded_generator(*key, "rank", self.global_rank)
         if stage == "train" and labels is not None:  # classifier-free guidance: train the unconditional model too
             labels = drop_labels(labels, self.optim.cond_drop_prob, seeded_generator(*key, "rank", self.global_rank, "cfg"))
-        t = self.process.ladder.sample_t(len(images), generator=local, shared=seeded_generator(*key)).to(self.device)
-        r = self.process.ladder.res(int(t[0]))
+        t = self.process.ladder.sample_t(len(images), generator=local, shared=seeded_generator(*key))
+        r = self.process.ladder.res(int(t[0]))  # read on the host, before t moves: no device sync
+        t = t.to(self.device)
         noise = torch.randn(len(images), images.shape[1], r, r, generator=local).to(self.device, images.dtype)
         per_sample, extra = self.loss_terms(images, t, noise, labels, self.net if stage == "train" else self.sampling_net)
         denoise = per_sample.mean()
