@@ -12,13 +12,14 @@ from pathlib import Path
 
 from scale_space_diffusion.metrics.intervals import separable
 
+from .presets import recorded_preset
 from .report import ci
 
 
 def _label(results: dict, path: Path) -> str:
-    p = results["preset"]
-    seed = f" train seed {p['train_seed']}" if p.get("train_seed") is not None else ""
-    return f"{p['name']} {p.get('precision', '32-true')}{seed} ({path.parent.name})"
+    p = recorded_preset(results)
+    seed = f" train seed {p['train_seed']}" if p["train_seed"] is not None else ""
+    return f"{p['name']} {p['precision']}{seed} ({path.parent.name})"
 
 
 def _tail_loss(r: dict, fraction: float = 0.2) -> float | None:

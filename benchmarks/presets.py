@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+OLDER_DEFAULTS = {"precision": "32-true", "train_seed": None}  # preset fields added later, as older results ran them
 PRECISIONS = ("32-true", "bf16-mixed")  # Lightning's names; bf16-mixed also samples under bf16 autocast
+
+
+def recorded_preset(results: dict) -> dict:
+    """The preset a results.json ran, with the fields it predates filled in (``OLDER_DEFAULTS``)."""
+    return {**OLDER_DEFAULTS, **results.get("preset", {})}
 
 
 @dataclass(frozen=True)

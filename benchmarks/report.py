@@ -7,6 +7,7 @@ from pathlib import Path
 
 from scale_space_diffusion.metrics.intervals import rank_by_intervals, separable
 
+from .presets import recorded_preset
 from .runs import SD_ABLATION
 
 TABLE_START, TABLE_END = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
@@ -147,7 +148,7 @@ def timing_table(results: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    p, hw, runs = results["preset"], results["hardware"], results["runs"]
+    p, hw, runs = recorded_preset(results), results["hardware"], results["runs"]
     by_run = {r["run"]: r for r in runs}
     label, acc = results.get("feature_extractor", "FID"), results.get("classifier_accuracy")
     warn = ""
@@ -159,7 +160,7 @@ def markdown(results: dict) -> str:
         f"# Benchmark: preset `{p['name']}`\n",
         f"Command: `{results['command']}`  \nHardware: {hw['cpu_model']}, {hw['cpu_cores']} cores ({hw['torch_threads']} "
         f"torch threads), GPU: {hw['gpu'] or 'none'}; torch {hw['torch']}, lightning {hw['lightning']}, Python "
-        f"{hw['python']}; precision {p.get('precision', '32-true')}. Timings were taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
+        f"{hw['python']}; precision {p['precision']}. Timings were taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
         warn, TABLE_START, table(runs), TABLE_END,
         f"\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared ranks: not separable). "
         f"{label}, classifier test accuracy {_num(acc, '{:.4f}')}; N generated samples against {results.get('num_reference')} "

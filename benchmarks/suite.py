@@ -22,7 +22,7 @@ from scale_space_diffusion.metrics.model_flops import param_counts, training_flo
 from scale_space_diffusion.models.loading import load_model
 
 from . import plots, report
-from .presets import Preset
+from .presets import Preset, recorded_preset
 from .quality import Judge, check_extractor, check_labels, make_judge, reference_rows
 from .runs import DESCRIPTIONS, RUNS, build, distilled, fit, load
 from .scoring import flop_caches, score_checkpoints, score_main, score_pareto, spectrum
@@ -168,16 +168,12 @@ def _finished(record: dict | None) -> bool:
     return len(list(Path(record["samples_dir"]).glob("[0-9]*.png"))) >= record["num_samples"]
 
 
-OLDER_DEFAULTS = {"precision": "32-true", "train_seed": None}  # preset fields added later, as older results ran them
-
-
 def _previous(out: Path, p: Preset, extractor: str, fresh: bool) -> dict | None:
     path = out / "results.json"
     if fresh or not path.is_file():
         return None
     old = json.loads(path.read_text())
-    settings = {**OLDER_DEFAULTS, **old.get("preset", {})}
-    if settings != json.loads(json.dumps(p.as_dict())) or old.get("extractor") != extractor:
+    if recorded_preset(old) != json.loads(json.dumps(p.as_dict())) or old.get("extractor") != extractor:
         raise SystemExit(f"error: {path} holds results of other settings (preset or extractor); pass --fresh to "
                          "start over there, or another --out")  # fmt: skip
     return old
