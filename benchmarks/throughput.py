@@ -40,6 +40,7 @@ OPTIONS = {  # per-side options (--options, --ref-options)
     "channels_last": "model and inputs in torch.channels_last memory format",
     "compile": "model.net.compile() (what torch_compile=True does), compiled on the warm-up call",
     "fused_adamw": "the model's AdamW rebuilt with fused=True (a proposed configure_optimizers change)",
+    "malloc": "glibc malloc keeps freed memory for reuse (what `ssd` does at start: cpu.retain_freed_memory)",
     "passive": "OMP_WAIT_POLICY=PASSIVE for the worker (idle OpenMP threads sleep instead of spinning)",
 }
 MODEL_NAMES = {"ddpm": "DDPM", "ssd": "SSD (flexi)", "ssd_full": "SSD (unet_mode=full)", "sd": "SD student"}

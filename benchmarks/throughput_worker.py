@@ -238,10 +238,25 @@ def info() -> dict:
             "threads": torch.get_num_threads(), "python": sys.version.split()[0]}  # fmt: skip
 
 
+def retain_freed_memory() -> None:
+    """What ``ssd`` does at start, on either side: this checkout's ``scale_space_diffusion/cpu.py``, loaded by path
+    (it needs torch only), so that a reference tree that predates it gets the same allocator settings."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scale_space_diffusion", "cpu.py")
+    spec = importlib.util.spec_from_file_location("_ssd_cpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not module.retain_freed_memory():
+        raise RuntimeError("option malloc: glibc's mallopt refused the settings (or this is not glibc)")
+
+
 def main() -> None:
     threads = int(os.environ.get("THROUGHPUT_THREADS", "2"))
     torch.set_num_threads(threads)
     options = [o for o in os.environ.get("THROUGHPUT_OPTIONS", "").split(",") if o]
+    if "malloc" in options:
+        retain_freed_memory()
     out = sys.stdout
     sys.stdout = sys.stderr  # anything the package prints goes to stderr; stdout is the protocol
     import warnings

@@ -33,6 +33,7 @@ class _NoTips(logging.Filter):
 def _cli_class():
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+    from . import cpu
     from .models import checkpoints
     from .callbacks import RunLifecycle, SampleWriter
     from .networks import flexi_unet, spectral_unet, unet  # noqa: F401  (imported, so --model.net=SpectralUNet resolves)
@@ -77,7 +78,7 @@ def _cli_class():
             if self.subcommand == "predict":
                 kwargs.setdefault("logger", False)  # sampling logs nothing: no empty version_N folders
             trainer = super().instantiate_trainer(**kwargs)
-            warn_if_bf16_is_emulated(trainer)
+            cpu.warn_if_bf16_is_emulated(trainer)
             return trainer
 
         def _require_weights(self, subcommand: str) -> None:
@@ -105,27 +106,6 @@ def _cli_class():
 
     setattr(DiffusionCLI, CLI_CKPT_HPARAMS_HOOK, DiffusionCLI.merge_checkpoint)
     return DiffusionCLI, FitConfigSaver
-
-
-def native_cpu_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (x86: AVX512-BF16 or AMX-BF16); True where torch cannot tell."""
-    import platform
-
-    import torch
-
-    if platform.machine().lower() not in ("x86_64", "amd64") or not hasattr(torch.cpu, "get_capabilities"):
-        return True
-    caps = torch.cpu.get_capabilities()
-    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
-
-
-def warn_if_bf16_is_emulated(trainer) -> None:
-    """The fmnist configs train in bf16-mixed; without bf16 instructions oneDNN emulates it, slower than fp32."""
-    if trainer.precision == "bf16-mixed" and trainer.strategy.root_device.type == "cpu" and not native_cpu_bf16():
-        from lightning.pytorch.utilities import rank_zero_warn
-
-        rank_zero_warn("precision=bf16-mixed on a CPU without bf16 instructions (AVX512-BF16 or AMX): it is emulated "
-                       "and likely slower than fp32 here; pass --trainer.precision=32-true")  # fmt: skip
 
 
 def _models_overview() -> str:
@@ -241,6 +221,9 @@ def export(args: list[str]) -> None:
 
 
 def main() -> None:
+    from .cpu import retain_freed_memory
+
+    retain_freed_memory()  # ~6 % faster CPU training steps (scale_space_diffusion/cpu.py)
     try:
         if sys.argv[1:2] == ["export"]:
             export(sys.argv[2:])

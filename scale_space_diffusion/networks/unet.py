@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .contract import records_config
+from .linear import linear
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -89,7 +90,7 @@ class Attention(nn.Module):
         # slower on CPU. Same 1x1-conv weights, used as (out, in) matrices, so checkpoints are unchanged.
         B, C, H, W = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C); a free view for channels_last x
-        qkv = F.linear(tokens, self.qkv.weight.squeeze(-1), self.qkv.bias)  # (B, HW, 3C), channels (heads, 3, ch)
+        qkv = linear(tokens, self.qkv.weight.squeeze(-1), self.qkv.bias)  # (B, HW, 3C), channels (heads, 3, ch)
         q, k, v = qkv.view(B, H * W, self.num_heads, 3, C // self.num_heads).permute(3, 0, 2, 1, 4)
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.is_grad_enabled():
             # CPU SDPA's bf16 backward is slower than fp32's (1.05x at 256 tokens, 2.3x at 64, batch 32), so under
@@ -98,7 +99,7 @@ class Attention(nn.Module):
                 h = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
         else:
             h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, ch)
-        h = F.linear(h.transpose(1, 2).reshape(B, H * W, C), self.proj.weight.squeeze(-1), self.proj.bias)
+        h = linear(h.transpose(1, 2).reshape(B, H * W, C), self.proj.weight.squeeze(-1), self.proj.bias)
         return x + h.transpose(1, 2).reshape(B, C, H, W)
 
 

@@ -1,0 +1,33 @@
+"""``x @ W^T + b`` for token-major activations, through oneDNN on CPU.
+
+On CPU, ``F.linear`` in float32 calls the BLAS (MKL in the PyTorch wheels). MKL's sgemm takes a slower code path
+on AMD processors: on this repository's AMD EPYC test machine it runs the attention projections at ~190 GFLOP/s,
+while oneDNN, which PyTorch already uses for every convolution, runs the same product at ~460
+(``benchmarks/results/throughput/linear_onednn.md``). A linear map over the last dimension *is* a 1x1 convolution
+over a channels-last view, with no copy: rows (M, K) are M pixels of K channels. So in float32 on CPU the product
+is computed by ``F.conv2d``; gradients flow through oneDNN's convolution backward the same way. Everywhere else
+(CUDA, bf16 under autocast, which already goes to oneDNN's matmul, and inside ``torch.compile``) it is
+``F.linear``. Results agree with ``F.linear`` to float32 rounding (``tests/networks/test_linear.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["linear"]
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """(..., K) x (N, K) [+ (N,)] -> (..., N), as ``F.linear``."""
+    if not (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() >= 2) or (
+        torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
+    ):
+        return F.linear(x, weight, bias)
+    *lead, k = x.shape
+    rows = x.reshape(-1, k)  # (M, K); a view when x is contiguous over its leading dims
+    m, n = rows.shape[0], weight.shape[0]
+    pixels = rows.view(1, m, 1, k).permute(0, 3, 1, 2)  # (1, K, M, 1) with channels-last strides: the same memory
+    out = F.conv2d(pixels, weight.view(n, k, 1, 1), bias)  # (1, N, M, 1), channels-last: (M, N) row-major
+    return out.permute(0, 2, 3, 1).reshape(*lead, n)

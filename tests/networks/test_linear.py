@@ -1,0 +1,62 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from scale_space_diffusion.networks.linear import linear
+
+
+class Ops(TorchDispatchMode):
+    """Records the aten ops run inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.__name__.split(".")[0])
+        return func(*args, **(kwargs or {}))
+
+
+def _inputs(shape, transposed):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g, dtype=torch.float64).float()
+    if transposed:  # e.g. an NCHW activation read token-major: (B, HW, C) with stride HW along C
+        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    w, b = torch.randn(48, shape[-1], generator=g), torch.randn(48, generator=g)
+    return x, w, b
+
+
+@pytest.mark.parametrize("shape", [(7, 20), (3, 50, 20), (2, 3, 5, 20)])
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_is_f_linear_values_and_gradients(shape, transposed, with_bias):
+    x, w, b = _inputs(shape, transposed)
+    b = b if with_bias else None
+    leaves = [t.requires_grad_() for t in (x, w, b) if t is not None]
+    ours = linear(x, w, b)
+    ref = F.linear(*(t.double() if t is not None else None for t in (x, w, b)))
+    assert ours.shape == ref.shape == (*shape[:-1], 48) and ours.dtype == torch.float32
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ours)
+    grads = torch.autograd.grad(ours, leaves, g)
+    ref_grads = torch.autograd.grad(ref, leaves, g.double())
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got.double(), want.double(), rtol=1e-5, atol=1e-4)
+
+
+def test_linear_runs_on_onednn_convolution_in_float32_on_cpu():
+    x, w, b = _inputs((4, 16, 20), False)
+    with Ops() as ops:
+        linear(x, w, b)
+    assert "convolution" in ops.names and not {"mm", "addmm", "bmm"} & set(ops.names)
+
+
+def test_linear_under_cpu_autocast_is_f_linear_in_bf16():
+    x, w, b = _inputs((4, 16, 20), False)
+    with torch.autocast("cpu", dtype=torch.bfloat16), Ops() as ops:
+        out = linear(x, w, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = F.linear(x, w, b)
+    assert out.dtype == torch.bfloat16 and "convolution" not in ops.names
+    torch.testing.assert_close(out, ref)
