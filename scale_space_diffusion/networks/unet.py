@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention import Attention
 from .contract import records_config
-from .linear import linear
+from .layers import group_norm, zero_init
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -25,17 +26,6 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-
-def group_norm(channels: int) -> nn.GroupNorm:
-    """ADM's GroupNorm32, with fewer groups for narrow test networks."""
-    return nn.GroupNorm(math.gcd(32, channels), channels)
-
-
-def zero_init(module: nn.Module) -> nn.Module:
-    for p in module.parameters():
-        nn.init.zeros_(p)
-    return module
 
 
 class ResBlock(nn.Module):
@@ -62,45 +52,6 @@ class ResBlock(nn.Module):
             h = self.norm1(h + e)
         h = self.conv1(self.dropout(F.silu(h)))
         return self.skip(x) + h
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention over pixels via ``F.scaled_dot_product_attention``.
-
-    qkv channels are split heads-first, (heads, 3, C/heads), as ADM's QKVAttentionLegacy, so
-    released guided-diffusion weights load unchanged.
-    """
-
-    def __init__(self, channels: int, num_heads: int = 4):
-        super().__init__()
-        if channels % num_heads:
-            raise ValueError(
-                f"attention channels {channels} not divisible by num_heads={num_heads}; use a num_heads that divides "
-                "model_channels * channel_mult at every attention resolution and the middle"
-            )
-        self.num_heads = num_heads
-        self.norm = group_norm(channels)
-        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
-        self.proj = zero_init(nn.Conv1d(channels, channels, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        # Token-major: q, k, v are views of one (B, HW, 3C) matmul with unit stride along the head dim, which is
-        # what SDPA's fused kernels need (CPU flash; CUDA flash / memory-efficient). Transposed (B, heads, HW, ch)
-        # views of the channel-major conv output have stride HW there and fall back to the math kernel, 1.3-1.8x
-        # slower on CPU. Same 1x1-conv weights, used as (out, in) matrices, so checkpoints are unchanged.
-        B, C, H, W = x.shape
-        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C); a free view for channels_last x
-        qkv = linear(tokens, self.qkv.weight.squeeze(-1), self.qkv.bias)  # (B, HW, 3C), channels (heads, 3, ch)
-        q, k, v = qkv.view(B, H * W, self.num_heads, 3, C // self.num_heads).permute(3, 0, 2, 1, 4)
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.is_grad_enabled():
-            # CPU SDPA's bf16 backward is slower than fp32's (1.05x at 256 tokens, 2.3x at 64, batch 32), so under
-            # autocast the training pass runs it in fp32; forward alone is as fast in bf16 and stays there.
-            with torch.autocast("cpu", enabled=False):
-                h = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
-        else:
-            h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, ch)
-        h = linear(h.transpose(1, 2).reshape(B, H * W, C), self.proj.weight.squeeze(-1), self.proj.bias)
-        return x + h.transpose(1, 2).reshape(B, C, H, W)
 
 
 class Block(nn.Module):
