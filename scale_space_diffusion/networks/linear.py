@@ -21,13 +21,13 @@ __all__ = ["linear"]
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """(..., K) x (N, K) [+ (N,)] -> (..., N), as ``F.linear``."""
-    if not (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() >= 2) or (
-        torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
-    ):
+    fast = x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() >= 2 and x.numel() > 0
+    fast = fast and weight.dim() == 2 and weight.shape[1] == x.shape[-1]  # else F.linear, and its own error message
+    if not fast or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
         return F.linear(x, weight, bias)
     *lead, k = x.shape
-    rows = x.reshape(-1, k)  # (M, K); a view when x is contiguous over its leading dims
+    rows = x.reshape(-1, k).contiguous()  # (M, K); a view when x is contiguous
     m, n = rows.shape[0], weight.shape[0]
     pixels = rows.view(1, m, 1, k).permute(0, 3, 1, 2)  # (1, K, M, 1) with channels-last strides: the same memory
-    out = F.conv2d(pixels, weight.view(n, k, 1, 1), bias)  # (1, N, M, 1), channels-last: (M, N) row-major
+    out = F.conv2d(pixels, weight.reshape(n, k, 1, 1), bias)  # (1, N, M, 1), channels-last: (M, N) row-major
     return out.permute(0, 2, 3, 1).reshape(*lead, n)

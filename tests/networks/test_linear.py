@@ -60,3 +60,12 @@ def test_linear_under_cpu_autocast_is_f_linear_in_bf16():
         ref = F.linear(x, w, b)
     assert out.dtype == torch.bfloat16 and "convolution" not in ops.names
     torch.testing.assert_close(out, ref)
+
+
+def test_linear_takes_a_transposed_weight_and_refuses_a_mismatch_as_f_linear_does():
+    x, w, b = _inputs((5, 20), False)
+    wt = w.T.contiguous().T  # same values, column-major
+    torch.testing.assert_close(linear(x, wt, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        linear(x, w[:, :10], b)
+    assert linear(torch.zeros(0, 20), w, b).shape == (0, 48)
