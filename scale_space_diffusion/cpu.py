@@ -5,8 +5,8 @@ default) with a fresh ``mmap`` and unmaps it on free, and trims the heap's free 
 step at batch 32 and 32 px allocates and frees activations of 4-25 MiB every step, so without help each of them is
 faulted in again, page by page, every step: 10-30 thousand page faults per step on the 2-core test VM, where a
 fault costs ~5 us. :func:`retain_freed_memory` raises the threshold and turns trimming off, so freed blocks are
-reused from the heap, as CUDA's caching allocator does on a GPU. The training step at the authors' configuration
-ran 6 % faster (``benchmarks/results/throughput/malloc_*.md``). The price is that the process keeps its peak heap
+reused from the heap, as CUDA's caching allocator does on a GPU. At the authors' configuration DDPM's training
+step ran 1.16x faster and SSD's 1.02x (``benchmarks/results/throughput/malloc_vs_default_authors.md``). The price is that the process keeps its peak heap
 until it exits. ``ssd`` calls it at start; a Lightning project of your own can call it before training.
 """
 

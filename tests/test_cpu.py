@@ -38,3 +38,14 @@ def test_retain_freed_memory_stops_refaulting_freed_activations():
 
 def test_retain_freed_memory_is_idempotent():
     assert cpu.retain_freed_memory() == cpu.retain_freed_memory()
+
+
+def test_the_ssd_command_retains_freed_memory_before_it_runs(monkeypatch):
+    from scale_space_diffusion import cli
+
+    calls = []
+    monkeypatch.setattr(cpu, "retain_freed_memory", lambda: calls.append("malloc"))
+    monkeypatch.setattr(cli, "run", lambda: calls.append("run"))
+    monkeypatch.setattr(sys, "argv", ["ssd", "fit"])
+    cli.main()
+    assert calls == ["malloc", "run"]
