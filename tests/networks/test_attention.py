@@ -4,15 +4,7 @@ import torch.nn.functional as F
 
 from scale_space_diffusion.networks import attention as attention_module
 from scale_space_diffusion.networks.attention import MATMUL_MAX_TOKENS, Attention, attention
-
-
-def perturbed(net):
-    """Shift every weight so the zero-initialised output projection does not hide differences."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return net.eval()
+from test_unet import perturbed  # shifts every weight, so the zero-initialised projection hides nothing
 
 
 class SdpaSpy:
