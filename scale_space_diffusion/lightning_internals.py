@@ -25,13 +25,14 @@ def batches_trained(trainer) -> int:
 def next_drawing_epoch(trainer, per_epoch: int) -> int:
     """The Trainer epoch whose ``set_epoch`` comes before the next training batch is drawn, right after a restore.
 
-    Mid-epoch that is the current epoch; with the epoch's batches all processed (a checkpoint written in the
-    epoch-end validation) the next one; between epochs (Lightning counts an epoch stopped by ``max_steps`` as
-    done) the current counter, which is already the next.
+    That is the current epoch, unless the restored epoch loop has already processed a whole epoch's batches: a
+    checkpoint written in the epoch-end validation (epoch still in progress), or between epochs after it (a
+    SIGTERM there: the epoch is counted done, but its batch counter is only reset when the next epoch starts). The
+    restored epoch loop then runs that epoch empty, and the next batch is drawn in the one after. An epoch stopped
+    by ``max_steps`` is counted done with fewer batches: its counter is already the next.
     """
-    epochs, batches = trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_loop.batch_progress.current
-    in_progress = epochs.ready > epochs.completed
-    return trainer.current_epoch + int(in_progress and batches.processed >= per_epoch)
+    batches = trainer.fit_loop.epoch_loop.batch_progress.current
+    return trainer.current_epoch + int(batches.processed >= per_epoch)
 
 
 def epoch_batches(loader_batches: int, limit: int | float) -> int:

@@ -44,6 +44,10 @@ class Probe(L.Callback):
         if trainer.global_step == self.at and self.how in ("sigint", "sigterm"):
             signal.raise_signal(signal.SIGINT if self.how == "sigint" else signal.SIGTERM)
 
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.how == "sigterm_at_epoch_end" and trainer.global_step == self.at:
+            signal.raise_signal(signal.SIGTERM)  # handled between epochs: the epoch done, its batch count not reset
+
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if self.how == "sigint_in_validation" and not trainer.sanity_checking and trainer.global_step == self.at:
             signal.raise_signal(signal.SIGINT)
@@ -136,10 +140,12 @@ STOPS = {
     "ctrl_c_in_training": (SystemExit, 5, "interrupted.ckpt"),
     "ctrl_c_in_validation": (SystemExit, 8, "interrupted.ckpt"),
     "sigterm": (SystemExit, 5, "interrupted.ckpt"),
+    "sigterm_between_epochs": (SystemExit, 8, "interrupted.ckpt"),
     "full_disk": (OSError, 3, "last.ckpt"),
 }
 PROBES = {"crash_after_periodic_checkpoint": ("crash", 7), "ctrl_c_in_training": ("sigint", 5),
-          "ctrl_c_in_validation": ("sigint_in_validation", 8), "sigterm": ("sigterm", 5)}  # fmt: skip
+          "ctrl_c_in_validation": ("sigint_in_validation", 8), "sigterm": ("sigterm", 5),
+          "sigterm_between_epochs": ("sigterm_at_epoch_end", 8)}  # fmt: skip
 MATRIX = [("ssd", stop) for stop in STOPS] + [("ddpm", "max_steps"), ("ddpm", "ctrl_c_in_training"),
                                               ("spectral", "max_steps"), ("spectral", "sigterm")]  # fmt: skip
 
@@ -158,7 +164,7 @@ def test_every_stop_resumes_exactly(name, stop, tmp_path, fmnist_idx, cache_dir,
     else:
         with pytest.raises(raises) as err:
             fit(*common, probe=PROBES.get(stop, (None, 0)))
-        if stop == "sigterm":
+        if stop.startswith("sigterm"):
             assert type(err.value).__name__ == "SIGTERMException"  # `ssd` turns it into status 143 (slow test)
         if stop.startswith("ctrl_c"):
             assert err.value.code == 1
