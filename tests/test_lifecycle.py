@@ -136,6 +136,7 @@ def full_disk_at(step: int, monkeypatch):
 # way to stop -> (what the stopped run raises, step it saved, file the resume starts from)
 STOPS = {
     "max_steps": (None, 5, "last.ckpt"),
+    "max_steps_at_epoch_end": (None, 8, "last.ckpt"),  # the epoch counted done with all its batches
     "crash_after_periodic_checkpoint": (RuntimeError, 6, "last.ckpt"),  # like kill -9: nothing saved at step 7
     "ctrl_c_in_training": (SystemExit, 5, "interrupted.ckpt"),
     "ctrl_c_in_validation": (SystemExit, 8, "interrupted.ckpt"),
@@ -155,7 +156,7 @@ def test_every_stop_resumes_exactly(name, stop, tmp_path, fmnist_idx, cache_dir,
     whole, final = reference(name)
     raises, saved_step, resume_file = STOPS[stop]
     stopped = tmp_path / "stopped"
-    max_steps = saved_step if stop == "max_steps" else TOTAL
+    max_steps = saved_step if stop.startswith("max_steps") else TOTAL
     if stop == "full_disk":
         full_disk_at(2 * EVERY, monkeypatch)
     common = (name, stopped, fmnist_idx, cache_dir, tiny_teacher)
