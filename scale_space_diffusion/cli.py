@@ -74,12 +74,14 @@ def _cli_class():
                 logging.getLogger("scale_space_diffusion").warning(note)
             self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
 
+        def before_instantiate_classes(self) -> None:
+            trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
+            trainer.precision = cpu.usable_precision(trainer.precision, trainer.accelerator)
+
         def instantiate_trainer(self, **kwargs):
             if self.subcommand == "predict":
                 kwargs.setdefault("logger", False)  # sampling logs nothing: no empty version_N folders
-            trainer = super().instantiate_trainer(**kwargs)
-            cpu.warn_if_bf16_is_emulated(trainer)
-            return trainer
+            return super().instantiate_trainer(**kwargs)
 
         def _require_weights(self, subcommand: str) -> None:
             cfg = self.config[subcommand]

@@ -1,5 +1,7 @@
 """What a CPU run needs from the machine and the process: bf16 instructions, and an allocator that keeps memory.
 
+**bf16.** :func:`usable_precision` runs a bf16-mixed config in fp32 on a CPU that would only emulate bf16.
+
 **Freed memory.** glibc's malloc serves a block above ``M_MMAP_THRESHOLD`` (adaptive, at most 32 MiB by
 default) with a fresh ``mmap`` and unmaps it on free, and trims the heap's free top back to the kernel. A training
 step at batch 32 and 32 px allocates and frees activations of 4-25 MiB every step, so without help each of them is
@@ -19,7 +21,7 @@ import platform
 
 import torch
 
-__all__ = ["native_cpu_bf16", "retain_freed_memory", "warn_if_bf16_is_emulated"]
+__all__ = ["native_cpu_bf16", "retain_freed_memory", "usable_precision"]
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
 MMAP_THRESHOLDS = (1 << 30, 32 << 20)  # tried in turn: 1 GiB, then glibc's documented maximum (32 MiB on 64 bit)
@@ -53,10 +55,29 @@ def native_cpu_bf16() -> bool:
     return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
 
 
-def warn_if_bf16_is_emulated(trainer) -> None:
-    """The fmnist configs train in bf16-mixed; without bf16 instructions oneDNN emulates it, slower than fp32."""
-    if trainer.precision == "bf16-mixed" and trainer.strategy.root_device.type == "cpu" and not native_cpu_bf16():
-        from lightning.pytorch.utilities import rank_zero_warn
+def runs_on_cpu(accelerator) -> bool:
+    """Whether a Trainer given ``accelerator`` (a name or an Accelerator) trains on the CPU."""
+    if not isinstance(accelerator, str):
+        return type(accelerator).__name__ == "CPUAccelerator"
+    if accelerator == "auto":
+        from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 
-        rank_zero_warn("precision=bf16-mixed on a CPU without bf16 instructions (AVX512-BF16 or AMX): it is emulated "
-                       "and likely slower than fp32 here; pass --trainer.precision=32-true")  # fmt: skip
+        return not (CUDAAccelerator.is_available() or MPSAccelerator.is_available())
+    return accelerator == "cpu"
+
+
+def usable_precision(precision, accelerator):
+    """``precision``, or ``"32-true"`` in place of ``"bf16-mixed"`` on a CPU without bf16 instructions, with a warning.
+
+    The fmnist configs train in bf16-mixed, 1.5x faster than fp32 on an AVX512-BF16 CPU. Without those instructions
+    oneDNN emulates bf16: on an AVX2-only AMD EPYC a matmul or 3x3 convolution ran at ~1.3 GFLOP/s in bf16 against
+    40-80 in fp32, and the demo DDPM's training step took 9.5 s instead of 0.62 s. Lightning swaps precisions the
+    same way where one cannot run on the device (16-mixed becomes bf16-mixed on CPU).
+    """
+    if str(precision) != "bf16-mixed" or not runs_on_cpu(accelerator) or native_cpu_bf16():
+        return precision
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    rank_zero_warn("precision=bf16-mixed on a CPU without bf16 instructions (AVX512-BF16 or AMX), where oneDNN emulates "
+                   "bf16 (some 15x slower than fp32): running in precision=32-true instead")  # fmt: skip
+    return "32-true"

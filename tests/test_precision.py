@@ -9,6 +9,7 @@ import torch
 
 from conftest import ROOT
 
+from scale_space_diffusion import cpu
 from scale_space_diffusion.cli import run
 
 
@@ -30,6 +31,12 @@ def plain_argv(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ssd"])  # LightningCLI warns when args and argv both exist
 
 
+@pytest.fixture
+def bf16_instructions(monkeypatch):
+    """bf16-mixed runs as on a CPU with bf16 instructions, also on one that emulates them (slower, same results)."""
+    monkeypatch.setattr(cpu, "native_cpu_bf16", lambda: True)
+
+
 def fit(name, tmp_path, fmnist_idx, cache_dir, teacher, *extra):
     args = [
         "fit", f"--config={ROOT / f'configs/smoke/{name}_tiny.yaml'}", "--trainer.max_steps=2",
@@ -42,7 +49,7 @@ def fit(name, tmp_path, fmnist_idx, cache_dir, teacher, *extra):
 
 
 @pytest.mark.parametrize("name", ["ddpm", "ssd", "spectral"])
-def test_bf16_mixed_trains_on_cpu(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher):
+def test_bf16_mixed_trains_on_cpu(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher, bf16_instructions):
     cli, probe = fit(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher, "--trainer.precision=bf16-mixed")
     assert cli.trainer.global_step == 2 and torch.bfloat16 in probe.dtypes  # autocast really ran the network in bf16
     assert all(torch.isfinite(torch.tensor(probe.losses)))
@@ -63,7 +70,7 @@ def test_torch_compile_flag(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher)
 
 
 @pytest.mark.parametrize("name", ["ddpm", "ssd", "spectral"])
-def test_bf16_mixed_predict_samples_like_fp32(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher):
+def test_bf16_mixed_predict_samples_like_fp32(name, tmp_path, fmnist_idx, cache_dir, tiny_teacher, bf16_instructions):
     """Under bf16-mixed only the network runs in bf16: SSD's transitions (antialiased upsample, which has no bf16
     kernel) and the posterior stay fp32, so predict works and its samples are the fp32 ones up to rounding."""
     import numpy as np
@@ -92,15 +99,17 @@ def test_the_fmnist_configs_train_in_bf16_mixed():
 
 
 @pytest.mark.skipif(__import__("platform").machine().lower() not in ("x86_64", "amd64"), reason="x86 capability names")
-@pytest.mark.parametrize("caps, warns", [({}, True), ({"avx512_bf16": True}, False), ({"amx_bf16": True}, False)])
-def test_bf16_mixed_on_a_cpu_without_bf16_instructions_warns_with_the_fix(caps, warns, tmp_path, fmnist_idx, cache_dir,
-                                                                         tiny_teacher, monkeypatch):  # fmt: skip
+@pytest.mark.parametrize("caps, native", [({}, False), ({"avx512_bf16": True}, True), ({"amx_bf16": True}, True)])
+def test_bf16_mixed_runs_in_fp32_with_a_warning_on_a_cpu_without_bf16_instructions(caps, native, tmp_path, fmnist_idx,
+                                                                                   cache_dir, tiny_teacher, monkeypatch):  # fmt: skip
     import warnings
 
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        fit("ddpm", tmp_path, fmnist_idx, cache_dir, tiny_teacher, "--trainer.precision=bf16-mixed",
-            "--trainer.max_steps=1")  # fmt: skip
+        cli, probe = fit("ddpm", tmp_path, fmnist_idx, cache_dir, tiny_teacher, "--trainer.precision=bf16-mixed",
+                         "--trainer.max_steps=1")  # fmt: skip
     hits = [str(w.message) for w in seen if "without bf16 instructions" in str(w.message)]
-    assert bool(hits) == warns and all("--trainer.precision=32-true" in h for h in hits)
+    assert bool(hits) != native and all("precision=32-true instead" in h for h in hits)
+    assert cli.trainer.precision == ("bf16-mixed" if native else "32-true")
+    assert (torch.bfloat16 in probe.dtypes) == native  # the network really ran in the precision the trainer says
