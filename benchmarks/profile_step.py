@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from scale_space_diffusion.cpu import native_cpu_bf16
 from scale_space_diffusion.metrics.flops import register_cpu_attention_flops
 from scale_space_diffusion.networks.linear import linear
 
@@ -38,21 +39,21 @@ CATEGORIES = (
     ("dtype casts and copies", ("::to", "::_to_copy", "::copy_", "::clone", "::contiguous")),
 )
 MATRIX = ("convolution", "attention", "matmul")
+EMULATED = (1, 256, 1)  # ceiling_gflops(reps, n, batch) for bf16 on a CPU that emulates it
 
 
 def category(op: str) -> str:
     return next((name for name, keys in CATEGORIES if any(k in op for k in keys)), "elementwise and other")
 
 
-def ceiling_gflops(dtype: torch.dtype, reps: int = 5) -> dict[str, float]:
-    """This machine's dense-math ceilings in GFLOP/s, fastest of ``reps``: a (2048, 2048) matmul through the BLAS
-    (``@``) and through oneDNN (``networks.linear.linear``), and a 3x3 convolution (batch 32, 256 -> 256 channels,
+def ceiling_gflops(dtype: torch.dtype, reps: int = 5, n: int = 2048, batch: int = 32) -> dict[str, float]:
+    """This machine's dense-math ceilings in GFLOP/s, fastest of ``reps``: an (n, n) matmul through the BLAS
+    (``@``) and through oneDNN (``networks.linear.linear``), and a 3x3 convolution (``batch``, 256 -> 256 channels,
     32 x 32; oneDNN, as the network's convolutions)."""
-    n = 2048
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    x, w = torch.randn(32, 256, 32, 32).to(dtype), torch.randn(256, 256, 3, 3).to(dtype)
+    x, w = torch.randn(batch, 256, 32, 32).to(dtype), torch.randn(256, 256, 3, 3).to(dtype)
     jobs = {"matmul": (lambda: a @ b, 2 * n**3), "matmul (oneDNN)": (lambda: linear(a, b), 2 * n**3),
-            "conv3x3": (lambda: F.conv2d(x, w, padding=1), 2 * 32 * 32 * 32 * 256 * 256 * 9)}
+            "conv3x3": (lambda: F.conv2d(x, w, padding=1), 2 * batch * 32 * 32 * 256 * 256 * 9)}
     out = {}
     with torch.no_grad():
         for name, (fn, flops) in jobs.items():
@@ -103,7 +104,8 @@ def profile_step(config: str, model: str, path: str, options: list[str], iters: 
     return {**ms, "step": 1e3 * wall / iters}
 
 
-def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int, flops: dict, peak: dict) -> str:
+def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int, flops: dict, peak: dict,
+             emulated: bool = False) -> str:
     lines = [f"# Training step profile: {config} config, {model}, path {path}, fp32 (A) vs bf16 autocast (B)\n",
              f"Command: `python -m benchmarks.profile_step --config {config} --model {model} --path {path} --iters {iters}`  ",
              f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch "
@@ -126,7 +128,9 @@ def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int, f
     lines += [f"Against this machine's ceiling, the fastest of a 2048x2048 matmul (BLAS, oneDNN) and a large 3x3 convolution: fp32 "
               + ", ".join(f"{k} {v:.0f}" for k, v in peak["fp32"].items()) + " GFLOP/s; bf16 "
               + ", ".join(f"{k} {v:.0f}" for k, v in peak["bf16"].items())
-              + f" GFLOP/s (ceilings {best['fp32']:.0f} and {best['bf16']:.0f}: bf16 {best['bf16'] / best['fp32']:.2f}x).\n",
+              + f" GFLOP/s (ceilings {best['fp32']:.0f} and {best['bf16']:.0f}: bf16 {best['bf16'] / best['fp32']:.2f}x)."
+              + (" This CPU has no bf16 instructions: oneDNN emulates bf16, measured at %dx%d and batch %d." % (
+                  EMULATED[1], EMULATED[1], EMULATED[2]) if emulated else "") + "\n",
               "| category | GFLOP/step | A GFLOP/s | A % of fp32 ceiling | B GFLOP/s | B % of bf16 ceiling |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for k in MATRIX:
@@ -148,8 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     a, b = (profile_step(args.config, args.model, args.path, opts, args.iters) for opts in ([], ["bf16"]))
     flops = step_flops(args.config, args.model, args.path)
-    peak = {"fp32": ceiling_gflops(torch.float32), "bf16": ceiling_gflops(torch.bfloat16)}
-    text = markdown(args.config, args.model, args.path, a, b, args.iters, flops, peak)
+    # Emulated bf16 runs ~1 GFLOP/s: its ceiling at full size would take minutes, and a small one reads the same.
+    emulated = not native_cpu_bf16()
+    bf16_sizes = EMULATED if emulated else ()
+    peak = {"fp32": ceiling_gflops(torch.float32), "bf16": ceiling_gflops(torch.bfloat16, *bf16_sizes)}
+    text = markdown(args.config, args.model, args.path, a, b, args.iters, flops, peak, emulated)
     out = args.out or RESULTS / f"profile_{args.config}_{args.model}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
