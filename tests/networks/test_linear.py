@@ -3,7 +3,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from scale_space_diffusion.networks import linear as linear_module
 from scale_space_diffusion.networks.linear import linear
+
+
+@pytest.fixture(params=[True, False], ids=["onednn", "blas"])
+def route(request, monkeypatch):
+    """Both CPU routes on any machine: oneDNN (AVX-512 CPUs) and F.linear (the rest)."""
+    monkeypatch.setattr(linear_module, "onednn_is_faster", lambda: request.param)
+    return request.param
 
 
 class Ops(TorchDispatchMode):
@@ -30,7 +38,7 @@ def _inputs(shape, transposed):
 @pytest.mark.parametrize("shape", [(7, 20), (3, 50, 20), (2, 3, 5, 20)])
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_linear_is_f_linear_values_and_gradients(shape, transposed, with_bias):
+def test_linear_is_f_linear_values_and_gradients(shape, transposed, with_bias, route):
     x, w, b = _inputs(shape, transposed)
     b = b if with_bias else None
     leaves = [t.requires_grad_() for t in (x, w, b) if t is not None]
@@ -45,14 +53,19 @@ def test_linear_is_f_linear_values_and_gradients(shape, transposed, with_bias):
         torch.testing.assert_close(got.double(), want.double(), rtol=1e-5, atol=1e-4)
 
 
-def test_linear_runs_on_onednn_convolution_in_float32_on_cpu():
+def test_linear_runs_on_onednn_convolution_in_float32_on_an_avx512_cpu_else_on_the_blas(route):
     x, w, b = _inputs((4, 16, 20), False)
     with Ops() as ops:
         linear(x, w, b)
-    assert "convolution" in ops.names and not {"mm", "addmm", "bmm"} & set(ops.names)
+    assert ("convolution" in ops.names) == route and bool({"mm", "addmm", "bmm"} & set(ops.names)) != route
 
 
-def test_linear_under_cpu_autocast_is_f_linear_in_bf16():
+def test_onednn_is_the_route_exactly_where_pytorch_runs_avx512():
+    linear_module.onednn_is_faster.cache_clear()
+    assert linear_module.onednn_is_faster() == (torch.backends.cpu.get_cpu_capability() == "AVX512")
+
+
+def test_linear_under_cpu_autocast_is_f_linear_in_bf16(route):
     x, w, b = _inputs((4, 16, 20), False)
     with torch.autocast("cpu", dtype=torch.bfloat16), Ops() as ops:
         out = linear(x, w, b)
@@ -62,7 +75,7 @@ def test_linear_under_cpu_autocast_is_f_linear_in_bf16():
     torch.testing.assert_close(out, ref)
 
 
-def test_linear_takes_a_transposed_weight_and_refuses_a_mismatch_as_f_linear_does():
+def test_linear_takes_a_transposed_weight_and_refuses_a_mismatch_as_f_linear_does(route):
     x, w, b = _inputs((5, 20), False)
     wt = w.T.contiguous().T  # same values, column-major
     torch.testing.assert_close(linear(x, wt, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
