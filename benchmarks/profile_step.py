@@ -39,7 +39,7 @@ CATEGORIES = (
     ("dtype casts and copies", ("::to", "::_to_copy", "::copy_", "::clone", "::contiguous")),
 )
 MATRIX = ("convolution", "attention", "matmul")
-EMULATED = (1, 256, 1)  # ceiling_gflops(reps, n, batch) for bf16 on a CPU that emulates it
+EMULATED = {"reps": 1, "n": 256, "batch": 1}  # ceiling_gflops sizes for bf16 on a CPU that emulates it
 
 
 def category(op: str) -> str:
@@ -129,8 +129,8 @@ def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int, f
               + ", ".join(f"{k} {v:.0f}" for k, v in peak["fp32"].items()) + " GFLOP/s; bf16 "
               + ", ".join(f"{k} {v:.0f}" for k, v in peak["bf16"].items())
               + f" GFLOP/s (ceilings {best['fp32']:.0f} and {best['bf16']:.0f}: bf16 {best['bf16'] / best['fp32']:.2f}x)."
-              + (" This CPU has no bf16 instructions: oneDNN emulates bf16, measured at %dx%d and batch %d." % (
-                  EMULATED[1], EMULATED[1], EMULATED[2]) if emulated else "") + "\n",
+              + (f" This CPU has no bf16 instructions: oneDNN emulates bf16, measured at {EMULATED['n']}x"
+                 f"{EMULATED['n']} and batch {EMULATED['batch']}." if emulated else "") + "\n",
               "| category | GFLOP/step | A GFLOP/s | A % of fp32 ceiling | B GFLOP/s | B % of bf16 ceiling |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for k in MATRIX:
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     flops = step_flops(args.config, args.model, args.path)
     # Emulated bf16 runs ~1 GFLOP/s: its ceiling at full size would take minutes, and a small one reads the same.
     emulated = not native_cpu_bf16()
-    bf16_sizes = EMULATED if emulated else ()
-    peak = {"fp32": ceiling_gflops(torch.float32), "bf16": ceiling_gflops(torch.bfloat16, *bf16_sizes)}
+    bf16_sizes = EMULATED if emulated else {}
+    peak = {"fp32": ceiling_gflops(torch.float32), "bf16": ceiling_gflops(torch.bfloat16, **bf16_sizes)}
     text = markdown(args.config, args.model, args.path, a, b, args.iters, flops, peak, emulated)
     out = args.out or RESULTS / f"profile_{args.config}_{args.model}.md"
     out.parent.mkdir(parents=True, exist_ok=True)

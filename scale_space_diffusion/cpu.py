@@ -57,11 +57,11 @@ def native_cpu_bf16() -> bool:
 
 def runs_on_cpu(accelerator) -> bool:
     """Whether a Trainer given ``accelerator`` (a name or an Accelerator) trains on the CPU."""
-    if not isinstance(accelerator, str):
-        return type(accelerator).__name__ == "CPUAccelerator"
-    if accelerator == "auto":
-        from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator, MPSAccelerator
 
+    if not isinstance(accelerator, str):
+        return isinstance(accelerator, CPUAccelerator)
+    if accelerator == "auto":
         return not (CUDAAccelerator.is_available() or MPSAccelerator.is_available())
     return accelerator == "cpu"
 
@@ -74,7 +74,7 @@ def usable_precision(precision, accelerator):
     40-80 in fp32, and the demo DDPM's training step took 9.5 s instead of 0.62 s. Lightning swaps precisions the
     same way where one cannot run on the device (16-mixed becomes bf16-mixed on CPU).
     """
-    if str(precision) != "bf16-mixed" or not runs_on_cpu(accelerator) or native_cpu_bf16():
+    if str(precision) not in ("bf16-mixed", "bf16") or not runs_on_cpu(accelerator) or native_cpu_bf16():  # "bf16": its alias
         return precision
     from lightning.pytorch.utilities import rank_zero_warn
 

@@ -59,21 +59,19 @@ def test_usable_precision_swaps_only_emulated_cpu_bf16(native, monkeypatch):
     monkeypatch.setattr(cpu, "native_cpu_bf16", lambda: native)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        assert cpu.usable_precision("bf16-mixed", "cpu") == ("bf16-mixed" if native else "32-true")
+        for bf16 in ("bf16-mixed", "bf16"):  # and Lightning's alias
+            assert cpu.usable_precision(bf16, "cpu") == (bf16 if native else "32-true")
         for precision, accelerator in (("32-true", "cpu"), ("16-mixed", "cpu"), ("bf16-mixed", "cuda"), ("bf16-mixed", "gpu")):
             assert cpu.usable_precision(precision, accelerator) == precision  # not ours to change
-    assert len([w for w in seen if "32-true instead" in str(w.message)]) == (not native)
+    assert len([w for w in seen if "32-true instead" in str(w.message)]) == (0 if native else 2)
 
 
 def test_runs_on_cpu_reads_names_and_accelerators(monkeypatch):
-    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator, MPSAccelerator
 
     assert cpu.runs_on_cpu("cpu") and cpu.runs_on_cpu(CPUAccelerator()) and not cpu.runs_on_cpu("cuda")
     assert not cpu.runs_on_cpu(CUDAAccelerator())
-    monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: True))
-    assert not cpu.runs_on_cpu("auto")
-    monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: False))
-    from lightning.pytorch.accelerators import MPSAccelerator
-
     monkeypatch.setattr(MPSAccelerator, "is_available", staticmethod(lambda: False))
-    assert cpu.runs_on_cpu("auto")
+    for cuda in (True, False):  # "auto" is the CPU exactly when no accelerator is there
+        monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: cuda))
+        assert cpu.runs_on_cpu("auto") != cuda
