@@ -4,6 +4,12 @@ Public names are imported lazily, so ``import scale_space_diffusion.diffusion.sc
 """
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("scale-space-diffusion")  # pyproject.toml's [project] version
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "DDPM": ".models.ddpm",

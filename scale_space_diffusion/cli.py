@@ -8,6 +8,7 @@ With ``--ckpt_path`` the model's definition (network, schedule, ladder, loss) co
 changes training or sampling (``optim``, ``sampling``, ``teacher``, ...) comes from the config and the command line,
 which win over the checkpoint. An option on the command line that contradicts the checkpoint's definition is refused.
 Every refusal of ours reaches the terminal as one short ``error:`` line (``SSD_TRACEBACK=1`` shows the traceback).
+``ssd --help`` answers from :data:`OVERVIEW` without importing Lightning.
 """
 
 from __future__ import annotations
@@ -23,6 +24,24 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 # What a checkpoint may be told to do differently; everything else defines the model and must match it.
 SETTINGS = ("optim", "sampling", "torch_compile", "teacher", "spatial_weight", "spectral_weight", "alpha")
 NEEDS_WEIGHTS = ("validate", "test", "predict")
+SUBCOMMANDS = {  # what `ssd --help` lists; `ssd <subcommand> --help` gives every option
+    "fit": "train a model from a config (--config configs/ssd_fmnist32.yaml); --ckpt_path last resumes",
+    "validate": "one validation epoch of a checkpoint (--ckpt_path)",
+    "test": "one test epoch of a checkpoint (--ckpt_path)",
+    "predict": "sample PNGs, a grid and a ladder strip from a checkpoint (--ckpt_path last)",
+    "export": "write a checkpoint as a shareable folder: config.json + model.safetensors",
+    "fid": "FID and KID of a folder of PNG samples against real images, with 95% intervals",
+}
+OVERVIEW = "\n".join([
+    "usage: ssd [-h] [--version] {" + ",".join(SUBCOMMANDS) + "} ...",
+    "",
+    "Scale Space Diffusion, Spectral Diffusion and DDPM on PyTorch Lightning.",
+    "",
+    "subcommands (`ssd <subcommand> --help` lists every option):",
+    *(f"  {name:<10} {text}" for name, text in SUBCOMMANDS.items()),
+    "",
+    "e.g. ssd fit --config configs/ssd_fmnist32.yaml && ssd predict --config configs/ssd_fmnist32.yaml --ckpt_path last",
+])
 
 
 class _NoTips(logging.Filter):
@@ -223,12 +242,24 @@ def export(args: list[str]) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:] in ([], ["-h"], ["--help"]):
+        print(OVERVIEW)  # without importing torch or Lightning: under 2 s
+        return
+    if sys.argv[1:] == ["--version"]:
+        from . import __version__
+
+        print(f"ssd {__version__}")
+        return
     from .cpu import retain_freed_memory
 
     retain_freed_memory()  # no page faults on reused activations: faster CPU steps (cpu.py)
     try:
         if sys.argv[1:2] == ["export"]:
             export(sys.argv[2:])
+        elif sys.argv[1:2] == ["fid"]:
+            from .metrics.score import main as fid
+
+            fid(sys.argv[2:])
         else:
             run()
     except SystemExit as exit_:
