@@ -79,6 +79,8 @@ def _cli_class():
         def parse_arguments(self, parser, args) -> None:
             self._argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
             super().parse_arguments(parser, args)
+            sub = self.config.get("subcommand")
+            checkpoints_under_root(self.config[sub].trainer if sub else self.config.trainer)
 
         def merge_checkpoint(self) -> None:
             """Replaces Lightning's merge (checkpoint wins): see the module docstring."""
@@ -127,6 +129,16 @@ def _cli_class():
 
     setattr(DiffusionCLI, CLI_CKPT_HPARAMS_HOOK, DiffusionCLI.merge_checkpoint)
     return DiffusionCLI, FitConfigSaver
+
+
+def checkpoints_under_root(trainer) -> None:
+    """A ModelCheckpoint without ``dirpath`` writes to ``<trainer.default_root_dir>/checkpoints`` (not into a
+    ``version_N`` folder): ``default_root_dir`` is the one place a config names its output folder."""
+    root = trainer.get("default_root_dir") or "."
+    for cb in trainer.get("callbacks") or []:
+        init = cb.get("init_args") if hasattr(cb, "get") else None
+        if str(cb.get("class_path", "")).endswith("ModelCheckpoint") and init is not None and not init.get("dirpath"):
+            init["dirpath"] = os.path.join(root, "checkpoints")
 
 
 def _models_overview() -> str:
