@@ -92,11 +92,19 @@ def ddim_step(process: ScaleSpaceProcess, x_t: Tensor, x0_hat: Tensor, t: int, s
         return mu_s
     n_s, n_t = x0_hat.shape[-1], x_t.shape[-1]
     E = x_t - (a_t / a_s) * process.resize.down(mu_s, n_t)  # x_t - mu_t
-    alpha, std = (v.to(device=x_t.device, dtype=x_t.dtype) for v in ddim_tables(process, t, s, eta))
-    if n_s == n_t:
+    if n_s == n_t:  # (D5): scalars, computed on the host
+        alpha, std = (float(v) for v in ddim_tables(process, t, s, eta))
         return mu_s + alpha * E + std * z
-    _, U, W, _ = (v.to(device=x_t.device, dtype=x_t.dtype) for v in range_basis(process.resize.kind, n_s, n_t))
+    alpha, std, U, W = _transition_tables(process, t, s, eta, x_t.device, x_t.dtype)
     return mu_s + U @ (alpha * (W.T @ E @ W) + std * (U.T @ z @ U)) @ U.T
+
+
+@lru_cache(maxsize=256)
+def _transition_tables(process: ScaleSpaceProcess, t: int, s: int, eta: float, device: torch.device, dtype: torch.dtype):
+    """(D6)'s (alpha, std, U, W) of a transition t -> s on ``device``: copied once, not at every sampling step."""
+    alpha, std = ddim_tables(process, t, s, eta)
+    _, U, W, _ = range_basis(process.resize.kind, process.ladder.res(s), process.ladder.res(t))
+    return tuple(v.to(device=device, dtype=dtype) for v in (alpha, std, U, W))
 
 
 def ddim_operators(process: ScaleSpaceProcess, t: int, s: int, eta: float) -> tuple[Tensor, Tensor]:

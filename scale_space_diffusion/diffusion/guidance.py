@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .parameterization import RawNetwork
+from .rng import to_device
 
 NULL_LABEL = -1
 
@@ -57,7 +58,7 @@ def drop_labels(labels: Tensor, p: float, generator: torch.Generator) -> Tensor:
         raise ValueError(f"cond_drop_prob={p} must be in [0, 1], e.g. 0.1")
     if p == 0:
         return labels
-    drop = (torch.rand(len(labels), generator=generator) < p).to(labels.device)
+    drop = to_device(torch.rand(len(labels), generator=generator) < p, labels.device)  # pinned, no host sync
     return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
 
 

@@ -37,10 +37,10 @@ class DiffusionLoss:
         return Parameterization(self.prediction)
 
     def weight(self, process: ScaleSpaceProcess, t: Tensor) -> Tensor:
-        """Per-sample weights (B,), float64."""
+        """Per-sample weights (B,), float64 (float32 on MPS), on t's device."""
+        snr = process.schedule.table("snr", t.device)[t]
         if self.weighting == "constant":
-            return torch.ones(len(t), dtype=torch.float64)
-        snr = process.schedule.snr[t.cpu()]
+            return torch.ones_like(snr)
         w = snr.clamp(max=self.snr_gamma)
         return w if self.prediction == "x0" else w / snr
 
@@ -52,10 +52,13 @@ class DiffusionLoss:
         t: Tensor,
         noise: Tensor,
         labels: Tensor | None = None,
+        out_res: int | None = None,
     ) -> Tensor:
-        """Per-sample weighted MSE (B,). x0 (B,C,R,R); t (B,) at one resolution; noise (B,C,r(t),r(t))."""
+        """Per-sample weighted MSE (B,). x0 (B,C,R,R); t (B,) at one resolution r(t); noise (B,C,r(t),r(t));
+        out_res = r(t-1): a caller whose t lives on a device passes it, read from its host copy of t; None reads t itself
+        (which must then be on the CPU)."""
         x_t = process.q_sample(x0, t, noise)
-        r_out = process.batch_res(t - 1)
+        r_out = process.batch_res(t - 1) if out_res is None else out_res
         if self.prediction == "eps" and r_out != x_t.shape[-1]:
             raise ValueError("eps-prediction cannot change resolution; use prediction='x0'")
         target = self.parameterization.target(process.degrade(x0, r_out), noise)  # x_0 target: R_{1:t-1} x_0

@@ -3,7 +3,7 @@
 Two callables with distinct contracts meet here:
 
     RawNetwork(x_t, t, out_res, labels) -> eps_hat or x0_hat at out_res   (what the loss trains)
-    Denoiser(x_t, t, out_res, labels)   -> x0_hat at out_res              (what samplers call)
+    Denoiser(x_t, t, out_res, labels)   -> x0_hat at out_res              (what samplers call; :mod:`.denoiser`)
 
 :meth:`Parameterization.x0` turns the first's output into the second's. With eps-prediction,
 x0_hat = (x_t - sigma_t eps_hat) / a_t (Ho et al. 2020, Eq. 15), which needs out_res = r(t).
@@ -12,7 +12,7 @@ x0_hat = (x_t - sigma_t eps_hat) / a_t (Ho et al. 2020, Eq. 15), which needs out
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal, Protocol
 
 from torch import Tensor
 
@@ -20,8 +20,12 @@ from .schedule import NoiseSchedule
 
 Prediction = Literal["eps", "x0"]
 
-RawNetwork = Callable[[Tensor, Tensor, int, "Tensor | None"], Tensor]
-Denoiser = Callable[[Tensor, Tensor, int, "Tensor | None"], Tensor]
+
+
+class RawNetwork(Protocol):
+    """What the loss trains: eps_hat or x0_hat (B,C,out_res,out_res) for x_t (B,C,r,r), t (B,) and labels (B,)."""
+
+    def __call__(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -42,4 +46,4 @@ class Parameterization:
             return raw
         if raw.shape[-1] != x_t.shape[-1]:
             raise ValueError("eps-prediction cannot change resolution; use prediction='x0'")
-        return (x_t - schedule.at(schedule.sigma, t, x_t) * raw) / schedule.at(schedule.a, t, x_t)
+        return (x_t - schedule.at("sigma", t, x_t) * raw) / schedule.at("a", t, x_t)

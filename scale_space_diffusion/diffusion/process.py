@@ -19,6 +19,7 @@ s = -1 denotes the clean data (a = 1, sigma = 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -44,8 +45,11 @@ class ScaleSpaceProcess:
         return self.schedule.T
 
     def batch_res(self, t: Tensor) -> int:
-        """The single resolution r(t) of a training batch (B,)."""
-        res = {self.ladder.res(int(ti)) for ti in t.unique()}
+        """The single resolution r(t) of a training batch (B,) of host timesteps (the host decides the network path,
+        so it reads the timesteps it drew, never the copy on the device)."""
+        if t.device.type != "cpu":
+            raise ValueError(f"batch_res reads timesteps on the host; pass the CPU copy of t, not one on {t.device}")
+        res = {self.ladder.res(ti) for ti in t.tolist()}
         if len(res) != 1:
             raise ValueError(f"a batch must live at one resolution, got timesteps at {sorted(res)}")
         return res.pop()
@@ -57,7 +61,7 @@ class ScaleSpaceProcess:
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """(P1): x_t = a_t R_{1:t} x_0 + sigma_t eps. x0 (B,C,R,R), t (B,), noise (B,C,r,r)."""
         s = self.schedule
-        return s.at(s.a, t, x0) * self.degrade(x0, noise.shape[-1]) + s.at(s.sigma, t, noise) * noise
+        return s.at("a", t, x0) * self.degrade(x0, noise.shape[-1]) + s.at("sigma", t, noise) * noise
 
     def _coeffs(self, t: int, s: int) -> tuple[float, float, float]:
         a_t, sigma_t = (float(v) for v in self.schedule.a_sigma(t))
@@ -84,9 +88,7 @@ class ScaleSpaceProcess:
         n_s, n_t = self.ladder.res(s), self.ladder.res(t)
         if n_s == n_t:  # R = I: the DDPM posterior variance
             return sigma_s * max(1 - rho * c * c, 0.0) ** 0.5 * z
-        lam, U = gram_eigh(self.resize.kind, n_s, n_t)
-        scale = (1 - rho * c * c * torch.outer(lam, lam)).clamp_min(0).sqrt()
-        U, scale = U.to(z), scale.to(z)
+        U, scale = _noise_tables(self, t, s, z.device, z.dtype)
         return sigma_s * (U @ (scale * (U.T @ z @ U)) @ U.T)
 
     def posterior_cov(self, t: int, s: int | None = None) -> Tensor:
@@ -98,3 +100,12 @@ class ScaleSpaceProcess:
         M = axis_matrix(self.resize.kind, n_s, n_t)
         R = torch.kron(M, M)
         return sigma_s**2 * (torch.eye(n_s * n_s, dtype=torch.float64) - rho * c * c * R.T @ R)
+
+
+@lru_cache(maxsize=256)
+def _noise_tables(process: ScaleSpaceProcess, t: int, s: int, device: torch.device, dtype: torch.dtype):
+    """(P4)'s U and S = sqrt(1 - rho c^2 lam_i lam_j) of a transition t -> s on ``device``: copied once, not per draw."""
+    c, rho, _ = process._coeffs(t, s)
+    lam, U = gram_eigh(process.resize.kind, process.ladder.res(s), process.ladder.res(t))
+    scale = (1 - rho * c * c * torch.outer(lam, lam)).clamp_min(0).sqrt()
+    return U.to(device=device, dtype=dtype), scale.to(device=device, dtype=dtype)

@@ -19,15 +19,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .ddim import check_eta, ddim_step
-from .parameterization import Denoiser
+from .denoiser import Denoiser
 from .process import ScaleSpaceProcess
 from .rng import Generator, randn
 
 
 def prior(process: ScaleSpaceProcess, batch: int, channels: int, generator: Generator = None, like=None) -> Tensor:
-    """x_{T-1} ~ N(0, I) at the lowest resolution r(T-1): (batch, channels, r, r)."""
+    """x_{T-1} ~ N(0, I) at the lowest resolution r(T-1): (batch, channels, r, r); an ImageNoise's draw 0."""
     r = process.ladder.res(process.T - 1)
-    return randn((batch, channels, r, r), generator, like)
+    return randn((batch, channels, r, r), generator, like, draw=0)
 
 
 def respaced_steps(process: ScaleSpaceProcess, num_steps: int) -> list[int]:
@@ -65,25 +65,26 @@ def reverse_step(
 
     eta = 1: DDPM Algorithm 2, line 4, with the scale-space posterior of :class:`ScaleSpaceProcess`.
     eta < 1: the DDIM kernel (D1)/(D4) of :mod:`.ddim` with the same draw z ~ N(0, I) at r(s).
+    An :class:`~.rng.ImageNoise` draws z as its draw t + 1 (the prior is draw 0), on x's device.
     """
     t_batch = torch.full((len(x),), t, device=x.device, dtype=torch.long)
     x0_hat = denoiser(x, t_batch, process.ladder.res(s), labels)
     if clip:
         x0_hat = x0_hat.clamp(-1, 1)
     if eta != 1:
-        z = randn(x0_hat.shape, generator, x0_hat) if s >= 0 else None
+        z = randn(x0_hat.shape, generator, x0_hat, draw=t + 1) if s >= 0 else None
         return ddim_step(process, x, x0_hat, t, s, eta, z), x0_hat
     mean = process.posterior_mean(x, x0_hat, t, s)
     if s < 0:
         return mean, x0_hat
-    return mean + process.posterior_noise(randn(mean.shape, generator, mean), t, s), x0_hat
+    return mean + process.posterior_noise(randn(mean.shape, generator, mean, draw=t + 1), t, s), x0_hat
 
 
 class SampleOptions(TypedDict, total=False):
     """The keywords every named sampler passes on to :func:`sample`."""
 
     labels: Tensor | None  # (B,) class labels, or None
-    generator: Generator  # one generator, or one per sample (see :mod:`.rng`)
+    generator: Generator  # ImageNoise (per-image streams on the device), a torch.Generator, or one per sample
     clip: bool  # clamp x0_hat to [-1, 1] (default True)
     callback: Callable[[dict], None] | None  # gets {"i", "t", "x", "denoised"} after each step
     disable: bool | None  # disable the progress bar
@@ -135,9 +136,10 @@ def sample_ancestral(denoiser: Denoiser, process: ScaleSpaceProcess, x: Tensor, 
 
 
 def sample_respaced(denoiser: Denoiser, process: ScaleSpaceProcess, x: Tensor, *,
-                    num_steps: int = 100, **options: Unpack[SampleOptions]) -> Tensor:  # fmt: skip
-    """Ancestral sampling over :func:`respaced_steps`; with ``num_steps = T`` it equals :func:`sample_ancestral`."""
-    return sample(denoiser, process, x, steps=respaced_steps(process, num_steps), eta=1.0, **options)
+                    steps: int = 100, **options: Unpack[SampleOptions]) -> Tensor:  # fmt: skip
+    """Ancestral sampling over :func:`respaced_steps` (about ``steps`` of them); with ``steps = T`` it equals
+    :func:`sample_ancestral`."""
+    return sample(denoiser, process, x, steps=respaced_steps(process, steps), eta=1.0, **options)
 
 
 def sample_ddim(denoiser: Denoiser, process: ScaleSpaceProcess, x: Tensor, *,

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 BetaSchedule = Literal["linear", "cosine"]
+Table = Literal["a", "sigma", "snr"]
 
 
 def linear_betas(T: int) -> Tensor:
@@ -34,7 +36,8 @@ class NoiseSchedule:
     """A variance-preserving schedule of ``timesteps`` steps (Ho et al. 2020, Eq. 4: x_t = a_t x_0 + sigma_t eps).
 
     A typed argument of every model (``schedule: {kind: linear, timesteps: 1000}`` in YAML). The derived
-    tensors are float64 (T,) on the CPU; :meth:`at` gathers coefficients for a batch on the batch's device.
+    tensors are float64 (T,) on the CPU, for host-side math; :meth:`at` gathers coefficients for a batch from a
+    copy of the table that lives on the batch's device (made once per device), so a step never reads the device.
 
     Args:
         kind: "linear" (DDPM / ADM betas) or "cosine" (Nichol & Dhariwal 2021).
@@ -89,7 +92,19 @@ class NoiseSchedule:
         abar = torch.cat([torch.ones(1, dtype=torch.float64), self.abar])[torch.as_tensor(t) + 1]
         return abar.sqrt(), (1 - abar).sqrt()
 
-    def at(self, values: Tensor, t: Tensor, like: Tensor) -> Tensor:
-        """Gather ``values[t]`` and shape it (B,1,1,1) with ``like``'s dtype and device."""
-        out = values[t.cpu()].to(device=like.device, dtype=like.dtype)
+    def table(self, name: Table, device: torch.device | str) -> Tensor:
+        """The (T,) table ``a``, ``sigma`` or ``snr`` on ``device``, float64 (float32 on MPS); copied once per device."""
+        return _device_table(self, name, torch.device(device))
+
+    def at(self, name: Table, t: Tensor, like: Tensor) -> Tensor:
+        """``name``_t for timesteps t (B,) on ``like``'s device, shaped (B,1,...,1) with ``like``'s dtype."""
+        out = self.table(name, like.device)[t.to(like.device)].to(like.dtype)
         return out.view(-1, *([1] * (like.ndim - 1)))
+
+
+@lru_cache(maxsize=None)
+def _device_table(schedule: NoiseSchedule, name: Table, device: torch.device) -> Tensor:
+    if name not in ("a", "sigma", "snr"):
+        raise ValueError(f"unknown schedule table {name!r}; use 'a', 'sigma' or 'snr'")
+    dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    return getattr(schedule, name).to(device=device, dtype=dtype)

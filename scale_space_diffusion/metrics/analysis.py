@@ -55,7 +55,7 @@ def band_recovery(model, x0: Tensor, timesteps: list[int], num_bins: int = 16, s
         noise = torch.randn(len(x0), x0.shape[1], r, r, generator=g)
         tt = torch.full((len(x0),), t, dtype=torch.long)
         x_t = model.process.q_sample(x0, tt, noise)
-        x0_hat = model.denoise(x_t, tt, model.process.ladder.res(t - 1)).clamp(-1, 1)
+        x0_hat = model.denoiser()(x_t, tt, model.process.ladder.res(t - 1)).clamp(-1, 1)
         if x0_hat.shape[-1] != x0.shape[-1]:  # SSD predicts at r(t-1): compare at full size
             x0_hat = torch.nn.functional.interpolate(x0_hat, size=x0.shape[-2:], mode="bilinear", antialias=True)
         rows.append(band_error(x0_hat, x0, num_bins))
@@ -87,8 +87,8 @@ def plot(real: Tensor, samples: Tensor, recovery: Tensor, timesteps: list[int], 
 
 def main(argv: list[str] | None = None) -> None:
     from ..data import ImageDataModule
-    from ..models.base import sample_generators
-    from ..models.loading import load_model
+    from ..diffusion.rng import image_noise
+    from ..io.loading import load_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="a checkpoint written by `ssd fit`")
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     size, channels = model.image_size, model.channels
     data = ImageDataModule(dataset=args.dataset, image_size=size, channels=channels)
     real = data.reference_images("test", args.num_samples).float() / 127.5 - 1
-    samples = model.sample(sample_generators(0, torch.arange(args.num_samples)), steps=args.steps, progress=True)
+    samples = model.sample(image_noise(0, torch.arange(args.num_samples)), sampling=replace(model.sampling, steps=args.steps),
+                           progress=True)
     timesteps = list(range(0, model.process.T, max(1, model.process.T // 50)))
     recovery = band_recovery(model, real, timesteps)
     out = plot(radial_power_spectrum(real), radial_power_spectrum(samples), recovery, timesteps, Path(args.out))

@@ -14,6 +14,7 @@ Real statistics come from the test batches the model is tested on; generated sta
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import lightning as L
@@ -21,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..images import to_uint8
-from ..diffusion.rng import sample_generators
+from ..diffusion.rng import image_noise
 
 __all__ = ["FIDCallback"]
 
@@ -69,8 +70,9 @@ class FIDCallback(L.Callback):
         chunks = indices.split(self.batch_size)
         show = self.progress and trainer.is_global_zero
         for chunk in tqdm(chunks, desc="FID samples", disable=not show, leave=False):
-            gens = sample_generators(pl_module.sampling.seed, chunk)
-            images = pl_module.sample(gens, pl_module.sample_labels(chunk), steps=self.steps)
+            gens = image_noise(pl_module.sampling.seed, chunk)
+            sampling = dataclasses.replace(pl_module.sampling, steps=self.steps or pl_module.sampling.steps)
+            images = pl_module.sample(gens, pl_module.sample_labels(chunk), sampling=sampling)
             self.metric.update(to_uint8(images), real=False)
         pl_module.log("test/fid", self.metric.compute().float(), sync_dist=False)
         self.metric.reset()

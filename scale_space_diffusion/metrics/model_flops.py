@@ -2,7 +2,7 @@
 
 Built on :mod:`.flops` (FLOPs = 2 x MACs of matmuls, convolutions and attention, traced by
 ``FlopCounterMode`` at batch 1). A *path* is one (input resolution, output resolution) pair of
-the denoiser: every step t -> s of a sampler runs ``model.denoise(x_t, t, r(s), labels)`` with
+the denoiser: every step t -> s of a sampler runs ``model.denoiser()(x_t, t, r(s), labels)`` with
 x_t at r(t), and its FLOPs depend only on (r(t), r(s)), never on the value of t.
 
 - :func:`sampling_flops`: summed over the sampler's actual trajectory, counted two ways that agree
@@ -81,9 +81,9 @@ def step_flops(model, t: int, s: int) -> dict[str, int]:
     x = randn((1, model.channels, ladder.res(t), ladder.res(t)), g, like=torch.empty(0, device=model.device))
     t_batch = torch.full((1,), t, dtype=torch.long, device=model.device)
     labels = _labels(model)
-    denoise = count_flops(model.denoise, x, t_batch, ladder.res(s), labels)
+    denoise = count_flops(model.denoiser(), x, t_batch, ladder.res(s), labels)
     eta = model.sampling.effective_eta
-    step = count_flops(reverse_step, model.denoise, model.process, x, t, s, eta=eta, labels=labels, generator=g)
+    step = count_flops(reverse_step, model.denoiser(), model.process, x, t, s, eta=eta, labels=labels, generator=g)
     return {"denoise": denoise, "posterior": step - denoise}
 
 

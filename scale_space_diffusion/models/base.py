@@ -3,38 +3,44 @@
 Subclasses say how the network is called (:meth:`raw_network`), which process they use, and may add loss
 terms (:meth:`loss_terms`); training, validation, test, sampling and checkpoints are shared.
 
-EMA: the module holds ``net_ema``, torch's ``AveragedModel`` of ``net`` with an EMA update after every optimizer
-step. Nothing is ever swapped: a checkpoint's ``state_dict`` holds the raw weights (``net.*``, the training state)
-and the EMA beside them (``net_ema.module.*``); sampling, grids, validation, test and predict use the EMA.
+EMA: the module holds ``net_ema`` (:class:`~.ema.EMA`), updated after every optimizer step. Nothing is ever swapped:
+a checkpoint's ``state_dict`` holds the raw weights (``net.*``, the training state) and the EMA beside them
+(``net_ema.module.*``); sampling, grids, validation, test and predict use the EMA once it has started.
+
+The hot path reads no device value on the host: the host draws the batch's timesteps, decides the resolution and
+the network path from them, and sends t and the noise from pinned memory; schedule tables live on the device; the
+NaN guard (:class:`~.nonfinite.NonFiniteGuard`) is read only where the run synchronises anyway.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import time
+from functools import partial
+from typing import Literal
 
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..diffusion.guidance import check_guidance, drop_labels, guided
+from ..diffusion.denoiser import Denoiser
+from ..diffusion.guidance import check_guidance, drop_labels
 from ..diffusion.loss import DiffusionLoss
-from ..diffusion.precision import upcast
 from ..diffusion.process import ScaleSpaceProcess
-from ..diffusion.rng import Generator, sample_generators, seeded_generator
+from ..diffusion.rng import Generator, ImageNoise, seeded_generator, to_device
 from ..diffusion.sampler import prior, sample
 from ..images import to_uint8
 from ..lightning_internals import attached_trainer, is_compiled, summary_depth
-from .checkpoint_io import use_atomic_checkpoint_io
 from .checkpoint_state import CheckpointStateMixin
+from .ema import EMA
 from .generate import GenerateMixin
-from .pretrained import PretrainedMixin
+from .nonfinite import NonFiniteGuard
 from .settings import Optimization, Sampling
 
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 LOSS_BUCKETS = 4  # validation and test losses are also logged per timestep quarter
 
 
-class DiffusionModule(CheckpointStateMixin, GenerateMixin, PretrainedMixin, L.LightningModule):
+class DiffusionModule(CheckpointStateMixin, GenerateMixin, L.LightningModule):
     """Training, validation, test and sampling shared by every model in this package."""
 
     def __init__(
@@ -45,36 +51,35 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, PretrainedMixin, L.Li
         *,
         optim: Optimization = Optimization(),
         sampling: Sampling = Sampling(),
-        torch_compile: bool = False,
+        torch_compile: bool | CompileMode = False,
     ):
         super().__init__()
         self.net, self.process, self.loss_fn = net, process, loss
         self.optim, self.sampling = optim, sampling
         self.torch_compile = torch_compile
         self._train_seed: int | None = None
-        self.net_ema: AveragedModel | None = None
-        if optim.ema_decay is not None:
-            self.net_ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(optim.ema_decay), use_buffers=True)
-            self.net_ema.requires_grad_(False)
+        self.net_ema = EMA(net, optim.ema_decay, optim.ema_warmup) if optim.ema_decay is not None else None
+        self.nonfinite = NonFiniteGuard()
+        self._paths_seen: set[tuple[int, int]] = set()  # training network paths run so far: compile time printed once
+        self._compile_started: tuple | None = None
 
     # -- the network contract --------------------------------------------------------------
     def raw_network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None, net: nn.Module | None = None) -> Tensor:
         """The raw output of ``net`` (default: the trained ``self.net``) for x_t (B,C,r,r) at out_res: eps or x0."""
         return (self.net if net is None else net)(x_t, t, labels)
 
-    def denoise(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None = None) -> Tensor:
-        """x0_hat (B,C,out_res,out_res) of the sampling network, with classifier-free guidance (G1) if asked for:
-        the sampler's denoiser."""
-        net = self.sampling_net
-        raw_fp32 = lambda *a: upcast(self.raw_network(*a, net))  # noqa: E731  (fp32 sampler state under autocast)
-        raw = guided(raw_fp32, self.sampling.guidance_scale)(x_t, t, out_res, labels)
-        return self.loss_fn.parameterization.x0(raw, x_t, t, self.process.schedule)
+    def denoiser(self, sampling: Sampling | None = None) -> Denoiser:
+        """The sampler's :class:`~scale_space_diffusion.diffusion.denoiser.Denoiser`: the sampling network (EMA once
+        started), this model's parameterisation and schedule, and ``sampling``'s guidance scale (default: the model's)."""
+        sampling = self.sampling if sampling is None else sampling
+        raw = partial(self.raw_network, net=self.sampling_net)
+        return Denoiser(raw, self.loss_fn.parameterization, self.process.schedule, sampling.guidance_scale)
 
     @property
     def sampling_net(self) -> nn.Module:
-        """The EMA of the weights once it has started, else the raw network."""
+        """The EMA of the weights once it has started (a host-side count), else the raw network."""
         ema = self.net_ema
-        return ema.module if ema is not None and int(ema.n_averaged) > 0 else self.net
+        return ema.module if ema is not None and ema.updates > 0 else self.net
 
     @property
     def weights_used(self) -> str:
@@ -98,11 +103,12 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, PretrainedMixin, L.Li
         return bool(self.net.num_classes)
 
     # -- one step for train / val / test ---------------------------------------------------
-    def loss_terms(self, x0: Tensor, t: Tensor, noise: Tensor, labels: Tensor | None,
+    def loss_terms(self, x0: Tensor, t: Tensor, noise: Tensor, labels: Tensor | None, out_res: int,
                    net: nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
-        """(per-sample denoising loss (B,) of ``net``, extra weighted terms {name: scalar}); the loss is their sum."""
-        raw = lambda x_t, t, out_res, labels: self.raw_network(x_t, t, out_res, labels, net)  # noqa: E731
-        return self.loss_fn(raw, self.process, x0, t, noise, labels), {}
+        """(per-sample denoising loss (B,) of ``net``, extra weighted terms {name: scalar}); the loss is their sum.
+        t (B,) is on the device; out_res = r(t-1) was read from the host's copy of t."""
+        raw = partial(self.raw_network, net=net)
+        return self.loss_fn(raw, self.process, x0, t, noise, labels, out_res), {}
 
     def _shared_step(self, batch, batch_idx: int, stage: str) -> Tensor:
         images, labels = batch
@@ -115,6 +121,7 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, PretrainedMixin, L.Li
         # Randomness is a function of (seed, stage, step, batch): resumed runs repeat it exactly (training keys on
         # the optimizer step, not on Lightning's batch_idx, which restarts when a resumed run starts a new epoch).
         # Every rank draws the batch's resolution alike (one network path per step); t and noise are its own.
+        # All of it is drawn on the host, where the resolution is decided, and sent from pinned memory.
         trainer = attached_trainer(self)
         accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
         micro = batch_idx % accumulate if stage == "train" else batch_idx
@@ -122,28 +129,36 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, PretrainedMixin, L.Li
         local = seeded_generator(*key, "rank", self.global_rank)
         if stage == "train" and labels is not None:  # classifier-free guidance: train the unconditional model too
             labels = drop_labels(labels, self.optim.cond_drop_prob, seeded_generator(*key, "rank", self.global_rank, "cfg"))
-        t = self.process.ladder.sample_t(len(images), generator=local, shared=seeded_generator(*key))
-        r = self.process.ladder.res(int(t[0]))  # read on the host, before t moves: no device sync
-        t = t.to(self.device)
-        noise = torch.randn(len(images), images.shape[1], r, r, generator=local).to(self.device, images.dtype)
-        per_sample, extra = self.loss_terms(images, t, noise, labels, self.net if stage == "train" else self.sampling_net)
+        t_host = self.process.ladder.sample_t(len(images), generator=local, shared=seeded_generator(*key))
+        r, r_out = self.process.batch_res(t_host), self.process.batch_res(t_host - 1)
+        noise = torch.randn(len(images), images.shape[1], r, r, generator=local)
+        t, noise = to_device(t_host, self.device), to_device(noise, self.device).to(images.dtype)
+        if stage == "train":
+            self._announce_path(self.net_path(r, r_out))
+        net = self.net if stage == "train" else self.sampling_net
+        per_sample, extra = self.loss_terms(images, t, noise, labels, r_out, net)
         denoise = per_sample.mean()
         loss = denoise + sum(extra.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite {stage} loss {loss.item()} at global step {self.global_step} with t in "
-                f"[{int(t.min())}, {int(t.max())}]; resume from the last checkpoint with a lower "
-                "--model.init_args.optim.lr, or check the data. Checkpoints already written are kept."
-            )
+        self.nonfinite.observe(stage, loss.detach(), self.global_step, t_host)
         sync, n = stage != "train", len(images)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", sync_dist=sync, batch_size=n)
         self.log(f"{stage}/denoise", denoise, sync_dist=sync, batch_size=n)  # without extra terms
         self.log_dict({f"{stage}/{k}": v for k, v in extra.items()}, sync_dist=sync, batch_size=n)
-        if stage != "train":
-            bucket = (t * LOSS_BUCKETS // self.process.T).cpu()
-            for b in bucket.unique().tolist():
-                self.log(f"{stage}/loss_t{b}", per_sample[bucket == b].mean(), sync_dist=True, batch_size=n)
+        if stage != "train":  # per timestep quarter: sums on the device, counts and bucket names from the host
+            bucket = t_host * LOSS_BUCKETS // self.process.T
+            sums = torch.zeros(LOSS_BUCKETS, device=per_sample.device).index_add_(0, t * LOSS_BUCKETS // self.process.T,
+                                                                                 per_sample.detach().float())  # fmt: skip
+            for b, count in enumerate(torch.bincount(bucket, minlength=LOSS_BUCKETS).tolist()):
+                if count:
+                    self.log(f"{stage}/loss_t{b}", sums[b] / count, sync_dist=True, batch_size=count)
         return loss
+
+    def _announce_path(self, path: tuple[int, int]) -> None:
+        """With torch_compile, note the first training step of each network path: its time (mostly the compile) is
+        printed once, when the step ends."""
+        if self.torch_compile and path not in self._paths_seen:
+            self._paths_seen.add(path)
+            self._compile_started = (path, time.perf_counter())
 
     def training_step(self, batch, batch_idx):
         return self._shared_step(batch, batch_idx, "train")
@@ -153,6 +168,30 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, PretrainedMixin, L.Li
 
     def test_step(self, batch, batch_idx):
         return self._shared_step(batch, batch_idx, "test")
+
+    # -- the NaN guard, read where the run synchronises anyway -------------------------------
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        started = self._compile_started
+        if started is not None:
+            self._compile_started = None
+            (r_in, r_out), t0 = started
+            print(f"torch.compile: training path {r_in}->{r_out}px compiled, first step {time.perf_counter() - t0:.1f} s")
+        trainer = attached_trainer(self)
+        if trainer is not None and self.global_step % max(1, trainer.log_every_n_steps) == 0:
+            self.nonfinite.check("train")
+
+    def on_train_epoch_end(self) -> None:
+        self.nonfinite.check("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.nonfinite.check("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.nonfinite.check("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.nonfinite.check("train")  # never write non-finite weights over a good checkpoint
+        super().on_save_checkpoint(checkpoint)
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
@@ -190,11 +229,17 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, PretrainedMixin, L.Li
                     "sharded parameters cannot update; set --model.init_args.optim.ema_decay=null with strategy=fsdp, "
                     "or use ddp"
                 )
-            use_atomic_checkpoint_io(trainer.strategy)
-        # In place, so parameter names are unchanged; the EMA copy is compiled too, as it samples.
+        self.compile_networks()
+
+    def compile_networks(self) -> None:
+        """torch.compile ``net`` and its EMA copy in place (parameter names unchanged), once: static shapes, one
+        graph per network path; ``torch_compile="reduce-overhead"`` runs each path as a CUDA graph."""
+        if not self.torch_compile:
+            return
+        mode = "default" if self.torch_compile is True else self.torch_compile
         for net in (self.net, self.net_ema.module if self.net_ema is not None else None):
-            if self.torch_compile and net is not None and not is_compiled(net):
-                net.compile()
+            if net is not None and not is_compiled(net):
+                net.compile(mode=mode, dynamic=False)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         """Lightning's step, then the EMA update (so every checkpoint of step k holds the EMA of step k).
@@ -203,7 +248,7 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, PretrainedMixin, L.Li
         """
         super().optimizer_step(*args, **kwargs)
         if self.net_ema is not None and self.global_step - 1 >= self.optim.ema_start_step:
-            self.net_ema.update_parameters(self.net)
+            self.net_ema.update(self.net)
 
     def configure_callbacks(self):
         """The run lifecycle (end of fit saved, Ctrl-C and SIGTERM checkpointed) and the sample grids, unless the
@@ -225,36 +270,42 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, PretrainedMixin, L.Li
         self,
         generator: Generator = None,
         labels: Tensor | None = None,
-        steps: int | None = None,
+        *,
+        sampling: Sampling | None = None,
         callback=None,
         progress: bool = False,
         num_images: int | None = None,
     ) -> Tensor:
-        """Images (B,C,R,R) in [-1, 1] from ``sampling``'s sampler.
+        """Images (B,C,R,R) in [-1, 1], drawn as ``sampling`` says (default: the model's ``sampling``).
 
-        ``generator``: one per image (B = len), or one for the batch of ``num_images`` (default len(labels), or 1).
+        ``generator``: an :class:`~scale_space_diffusion.diffusion.rng.ImageNoise` (per-image streams, drawn on this
+        model's device: ``image_noise(seed, indices)``), a torch.Generator for the batch of ``num_images`` (default
+        len(labels), or 1), or one CPU generator per image.
         """
-        check_guidance(self.net, self.sampling.guidance_scale, self.optim.cond_drop_prob)
-        per_image = isinstance(generator, (list, tuple))
+        sampling = self.sampling if sampling is None else sampling
+        check_guidance(self.net, sampling.guidance_scale, self.optim.cond_drop_prob)
+        if isinstance(generator, ImageNoise):
+            generator = generator.to(self.device)  # the indices move once; every step draws on the device
+        per_image = isinstance(generator, (ImageNoise, list, tuple))
         batch = len(generator) if per_image else num_images or (len(labels) if labels is not None else 1)
         x = prior(self.process, batch, self.channels, generator, like=torch.empty(0, device=self.device))
-        steps = steps or self.sampling.steps or self.process.T
-        return sample(self.denoise, self.process, x, steps=steps, eta=self.sampling.effective_eta, labels=labels,
-                      generator=generator, callback=callback, disable=not progress)  # fmt: skip
+        steps = sampling.steps or self.process.T
+        return sample(self.denoiser(sampling), self.process, x, steps=steps, eta=sampling.effective_eta,
+                      labels=labels, generator=generator, callback=callback, disable=not progress)  # fmt: skip
 
     def sample_labels(self, indices: Tensor) -> Tensor | None:
         """Class-conditional nets sample class ``index % num_classes`` (balanced classes)."""
-        return (indices % self.net.num_classes).to(self.device) if self.conditional else None
+        return to_device(indices % self.net.num_classes, self.device) if self.conditional else None
 
-    def predict_trace(self, batch_idx: int) -> tuple[Callable[[dict], None] | None, Callable[[], dict]]:
+    def predict_trace(self, batch_idx: int):
         """(sampler callback, finisher -> extra outputs) for a predict batch; SSD draws its ladder strip this way."""
         return None, dict
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> dict:
-        """Samples for indices (B,): ``{"index", "images" uint8 (B,C,R,R)}`` plus any :meth:`predict_trace` extras."""
-        indices = batch.cpu()
+        """Samples for indices (B,) with the model's ``sampling`` (the CLI's settings):
+        ``{"index", "images" uint8 (B,C,R,R)}`` plus any :meth:`predict_trace` extras."""
         callback, finish = self.predict_trace(batch_idx)
         bar = attached_trainer(self) is not None and self.trainer.progress_bar_callback is not None
-        images = self.sample(sample_generators(self.sampling.seed, indices), self.sample_labels(indices),
-                             callback=callback, progress=bar)  # fmt: skip  (a bar over the sampler's steps)
-        return {"index": indices, "images": to_uint8(images).cpu(), **finish()}
+        noise = ImageNoise(self.sampling.seed, batch)  # the indices are already on the device
+        images = self.sample(noise, self.sample_labels(batch), callback=callback, progress=bar)
+        return {"index": batch.cpu(), "images": to_uint8(images).cpu(), **finish()}

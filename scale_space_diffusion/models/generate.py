@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
-from ..diffusion.rng import sample_generators
+from ..diffusion.rng import image_noise
 from ..images import to_uint8
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ class GenerateMixin:
         progress: bool = True,
     ) -> list | Tensor:
         """Sample ``num_images`` images: image i is drawn from a generator seeded by (seed, i), so it is the same
-        whatever ``batch_size`` or device. Runs in eval mode without gradients; the model's mode and ``sampling``
-        are restored afterwards.
+        whatever ``batch_size``. Runs in eval mode without gradients (the model's mode is restored afterwards). The
+        options of this call are passed down as a :class:`Sampling`; the model's own ``sampling`` is not changed.
 
         Args:
             num_images: how many images.
@@ -67,19 +67,19 @@ class GenerateMixin:
                              "pass sampler='ddim'")  # fmt: skip
         indices = torch.arange(num_images)
         labels = self._generate_labels(labels, indices)
-        previous, was_training = self.sampling, self.training
+        if steps is not None:
+            sampling = dataclasses.replace(sampling, steps=steps)
+        was_training = self.training
         chunks = []
         try:
-            self.sampling = sampling
             self.eval()
             with torch.no_grad():
                 starts = range(0, num_images, batch_size)
                 for start in tqdm(starts, disable=not progress, desc="generating", unit="batch"):
-                    idx = indices[start : start + batch_size]
+                    noise = image_noise(seed, indices[start : start + batch_size], self.device)
                     batch_labels = None if labels is None else labels[start : start + batch_size]
-                    chunks.append(self.sample(sample_generators(seed, idx), batch_labels, steps=steps).cpu())
+                    chunks.append(self.sample(noise, batch_labels, sampling=sampling).cpu())
         finally:
-            self.sampling = previous
             self.train(was_training)
         images = torch.cat(chunks).float().clamp(-1, 1)
         if output_type == "tensor":

@@ -23,17 +23,23 @@ class Optimization:
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         ema_decay: EMA decay per step; None disables EMA. Sampling, grids and checkpoints' inference weights use EMA.
+        ema_warmup: ramp the EMA decay up as min(ema_decay, (1 + k) / (10 + k)) at update k (diffusers' warm-up),
+            so a short run samples from weights that have learned something; false uses ema_decay from the start.
         ema_start_step: the EMA starts as a copy of the weights at this step.
         cond_drop_prob: class-conditional nets: the share of training labels replaced by "no label" (-1), so the
             net also learns the unconditional model that classifier-free guidance needs; the net must have
             null_class=true.
+        seed: the seed of the training draws (timesteps, noise, label dropout), which are a function of (seed,
+            step, batch, rank), so a resumed run repeats them; initial weights and data order follow seed_everything.
     """
 
     lr: float = 2e-4
     weight_decay: float = 0.0
     ema_decay: float | None = 0.9999
+    ema_warmup: bool = True
     ema_start_step: int = 0
     cond_drop_prob: float = 0.0
+    seed: int = 0
 
     def __post_init__(self):
         if not self.lr > 0:

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from ..diffusion.loss import DiffusionLoss
 from ..diffusion.schedule import NoiseSchedule
 from ..diffusion.spectral_loss import SpectralDistillationLoss
+from .base import CompileMode
 from .ddpm import DDPM
-from .loading import load_model
 from .settings import Optimization, Sampling
 
 
@@ -45,8 +45,13 @@ class SpectralDiffusion(DDPM):
         loss: what the network predicts and the per-timestep weighting; the prediction must equal the teacher's.
         optim: AdamW and EMA settings of the student (its feature adapters included).
         sampling: how the student samples: steps, seeds and sample grids.
-        torch_compile: torch.compile the student (inductor; on CPU it needs a C++ compiler).
+        torch_compile: torch.compile the network and its EMA, one static-shape graph per network path: true (mode
+            "default") or a mode; "reduce-overhead" runs each path as a CUDA graph (the GPU's fast path). Off on
+            CPU unless measured faster there; the first step of each path prints its compile time.
     """
+
+    run_settings = DDPM.run_settings + ("teacher", "spatial_weight", "spectral_weight", "alpha")
+    training_files = ("teacher",)
 
     def __init__(
         self,
@@ -59,7 +64,7 @@ class SpectralDiffusion(DDPM):
         loss: DiffusionLoss = DiffusionLoss("eps", "constant"),
         optim: Optimization = Optimization(),
         sampling: Sampling = Sampling(),
-        torch_compile: bool = False,
+        torch_compile: bool | CompileMode = False,
     ):
         super().__init__(net, schedule, loss, optim, sampling, torch_compile)
         self.save_hyperparameters(ignore=["net"])
@@ -71,6 +76,8 @@ class SpectralDiffusion(DDPM):
     def prepare_fit(self) -> None:
         """Read the teacher checkpoint (if one is named and none is attached yet)."""
         if self.teacher_path is not None and self._teacher is None:
+            from ..io.loading import load_model  # io imports models: an entry point imports it in its body
+
             self.attach_teacher(load_model(self.teacher_path, expected=DDPM, what="teacher"), self.teacher_path)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -111,11 +118,11 @@ class SpectralDiffusion(DDPM):
     def teacher(self) -> nn.Module | None:
         return None if self._teacher is None else self._teacher.module
 
-    def loss_terms(self, x0: Tensor, t: Tensor, noise: Tensor, labels: Tensor | None,
+    def loss_terms(self, x0: Tensor, t: Tensor, noise: Tensor, labels: Tensor | None, out_res: int,
                    net: nn.Module | None = None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
         """The denoising loss, plus lambda_s L_spatial and lambda_f L_freq against the teacher on the same x_t."""
         if self.teacher is None:
-            return super().loss_terms(x0, t, noise, labels, net)
+            return super().loss_terms(x0, t, noise, labels, out_res, net)
         net = self.net if net is None else net
         seen: dict = {"features": {}}
 
@@ -123,7 +130,7 @@ class SpectralDiffusion(DDPM):
             seen["x_t"], seen["out"] = x_t, net(x_t, t, labels, features=seen["features"])
             return seen["out"]
 
-        per_sample = self.loss_fn(student, self.process, x0, t, noise, labels)
+        per_sample = self.loss_fn(student, self.process, x0, t, noise, labels, out_res)
         self.teacher.to(x0.device)  # the teacher moves with the student
         teacher_features: dict[int, Tensor] = {}
         with torch.no_grad():

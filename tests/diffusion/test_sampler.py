@@ -33,7 +33,7 @@ def test_seeded_sampling_is_deterministic(process):
 
 def test_respaced_with_all_steps_equals_full(process):
     g = torch.Generator().manual_seed(0)
-    x = sample_respaced(toy_model, process, prior(process, 3, 2, g), num_steps=process.T, generator=g, disable=True)
+    x = sample_respaced(toy_model, process, prior(process, 3, 2, g), steps=process.T, generator=g, disable=True)
     assert torch.equal(x, draw(process))
 
 
@@ -41,7 +41,7 @@ def test_respacing_keeps_every_transition(process):
     steps = respaced_steps(process, 5)
     assert set(process.ladder.transitions) <= set(steps) and steps[0] == process.T - 1 and steps[-1] == 0
     g = torch.Generator().manual_seed(0)
-    x = sample_respaced(toy_model, process, prior(process, 2, 2, g), num_steps=5, generator=g, disable=True)
+    x = sample_respaced(toy_model, process, prior(process, 2, 2, g), steps=5, generator=g, disable=True)
     assert x.shape == (2, 2, 16, 16) and torch.isfinite(x).all()
 
 
@@ -49,7 +49,7 @@ def test_per_sample_generators_make_images_independent_of_batching(process):
     gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
     def run(seeds):
         g = gens(seeds)
-        return sample_respaced(toy_model, process, prior(process, len(seeds), 2, g), num_steps=10, generator=g, disable=True)
+        return sample_respaced(toy_model, process, prior(process, len(seeds), 2, g), steps=10, generator=g, disable=True)
     whole = run([7, 8, 9, 10])
     torch.testing.assert_close(torch.cat([run([7, 8]), run([9, 10])]), whole, rtol=0, atol=0)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scale_space_diffusion.diffusion.rng import sample_generators
+from scale_space_diffusion.diffusion.rng import image_noise
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.models.settings import Optimization, Sampling
@@ -27,12 +27,12 @@ def ssd(**sampling) -> ScaleSpaceDiffusion:
 
 def test_ddim_eta_0_is_deterministic_where_ancestral_is_not_and_both_keep_the_seed_contract():
     ddim, ancestral = ssd(sampler="ddim", eta=0.0), ssd(sampler="ancestral")
-    x = ddim.sample(sample_generators(0, range(3)))
-    assert torch.equal(x, ddim.sample(sample_generators(0, range(3))))
-    assert torch.equal(x[1:], ddim.sample(sample_generators(0, [1, 2])))  # independent of the batch
-    assert not torch.allclose(x, ancestral.sample(sample_generators(0, range(3))))
-    assert ssd(sampler="ddim", eta=1.0).sample(sample_generators(0, range(3))).allclose(
-        ancestral.sample(sample_generators(0, range(3))), atol=1e-5)  # eta = 1 is ancestral sampling
+    x = ddim.sample(image_noise(0, range(3)))
+    assert torch.equal(x, ddim.sample(image_noise(0, range(3))))
+    assert torch.equal(x[1:], ddim.sample(image_noise(0, [1, 2])))  # independent of the batch
+    assert not torch.allclose(x, ancestral.sample(image_noise(0, range(3))))
+    assert ssd(sampler="ddim", eta=1.0).sample(image_noise(0, range(3))).allclose(
+        ancestral.sample(image_noise(0, range(3))), atol=1e-5)  # eta = 1 is ancestral sampling
 
 
 def test_one_generator_and_num_images_sample_a_batch():
@@ -52,10 +52,10 @@ def cond_ddpm(w: float, p: float = 0.1, null_class: bool = True) -> DDPM:
 
 def test_guidance_scale_1_is_the_conditional_and_0_the_unconditional_prediction():
     x, t, labels = torch.randn(4, 1, 16, 16), torch.full((4,), 30), torch.tensor([0, 1, 2, 1])
-    cond = cond_ddpm(1.0).denoise(x, t, 16, labels)
-    uncond = cond_ddpm(1.0).denoise(x, t, 16, torch.full((4,), -1))
-    assert torch.equal(cond_ddpm(0.0).denoise(x, t, 16, labels), uncond)
-    torch.testing.assert_close(cond_ddpm(3.0).denoise(x, t, 16, labels), uncond + 3 * (cond - uncond))
+    cond = cond_ddpm(1.0).denoiser()(x, t, 16, labels)
+    uncond = cond_ddpm(1.0).denoiser()(x, t, 16, torch.full((4,), -1))
+    assert torch.equal(cond_ddpm(0.0).denoiser()(x, t, 16, labels), uncond)
+    torch.testing.assert_close(cond_ddpm(3.0).denoiser()(x, t, 16, labels), uncond + 3 * (cond - uncond))
 
 
 @pytest.mark.parametrize("p, null_class, match", [
@@ -64,7 +64,7 @@ def test_guidance_scale_1_is_the_conditional_and_0_the_unconditional_prediction(
 ])  # fmt: skip
 def test_guidance_without_a_trained_unconditional_model_is_refused(p, null_class, match):
     with pytest.raises(ValueError, match=match):
-        cond_ddpm(2.0, p, null_class).sample(sample_generators(0, range(2)), torch.tensor([0, 1]))
+        cond_ddpm(2.0, p, null_class).sample(image_noise(0, range(2)), torch.tensor([0, 1]))
 
 
 def test_label_dropout_replaces_labels_by_minus_one_reproducibly_in_training_only():

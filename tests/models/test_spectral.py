@@ -6,7 +6,7 @@ from conftest import train_and_save
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 from scale_space_diffusion.models.settings import Optimization, Sampling
 from scale_space_diffusion.models.ddpm import DDPM
-from scale_space_diffusion.models.loading import load_model
+from scale_space_diffusion.io.loading import load_model
 from scale_space_diffusion.models.spectral import SpectralDiffusion
 from scale_space_diffusion.networks.spectral_unet import SpectralUNet
 from scale_space_diffusion.networks.unet import UNet
@@ -67,6 +67,6 @@ def test_gating_off_uses_conv_resampling():
 def test_the_teacher_is_read_when_fit_starts_not_when_the_student_is_built(tmp_path):
     missing = str(tmp_path / "gone.ckpt")
     model = SpectralDiffusion(SpectralUNet(**NET, model_channels=8), teacher=missing)  # builds: sampling needs no teacher
-    assert model.teacher is None and model.sample([torch.Generator().manual_seed(0)], steps=2).shape == (1, 1, 16, 16)
+    assert model.teacher is None and model.sample([torch.Generator().manual_seed(0)], sampling=Sampling(steps=2)).shape == (1, 1, 16, 16)
     with pytest.raises(FileNotFoundError, match="gone.ckpt"):
         model.prepare_fit()
