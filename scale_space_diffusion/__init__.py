@@ -43,9 +43,11 @@ _EXPORTS = {
     "sampling_flops": ".metrics.model_flops",
     "training_flops": ".metrics.model_flops",
     "param_counts": ".metrics.model_flops",
-    "load_model": ".models.loading",
-    "PretrainedMixin": ".models.pretrained",
-    "export_checkpoint": ".models.pretrained",
+    "load_model": ".io.loading",
+    "from_pretrained": ".io.pretrained",
+    "save_pretrained": ".io.pretrained",
+    "export_checkpoint": ".io.pretrained",
+    "AtomicCheckpointIO": ".io.checkpoint_io",
     "FIDCallback": ".metrics.fid_callback",
 }
 

@@ -114,7 +114,7 @@ class RunLifecycle(L.Callback):
         return [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from .models.checkpoints import LOCK, running_pid
+        from .io.checkpoints import LOCK, running_pid
 
         if not trainer.is_global_zero:
             return
@@ -126,7 +126,7 @@ class RunLifecycle(L.Callback):
             (folder / LOCK).write_text(f"{os.getpid()}\n")
 
     def _unlock(self, trainer: L.Trainer) -> None:
-        from .models.checkpoints import LOCK
+        from .io.checkpoints import LOCK
 
         if trainer.is_global_zero:
             for folder in self._folders(trainer):

@@ -21,8 +21,6 @@ import warnings
 
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
-# What a checkpoint may be told to do differently; everything else defines the model and must match it.
-SETTINGS = ("optim", "sampling", "torch_compile", "teacher", "spatial_weight", "spectral_weight", "alpha")
 NEEDS_WEIGHTS = ("validate", "test", "predict")
 SUBCOMMANDS = {  # what `ssd --help` lists; `ssd <subcommand> --help` gives every option
     "fit": "train a model from a config (--config configs/ssd_fmnist32.yaml); --ckpt_path last resumes",
@@ -53,10 +51,11 @@ def _cli_class():
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
     from . import cpu
-    from .models import checkpoints
+    from .io import checkpoints
+    from .io.checkpoint_io import with_atomic_io
     from .callbacks import RunLifecycle, SampleWriter
     from .networks import flexi_unet, spectral_unet, unet  # noqa: F401  (imported, so --model.net=SpectralUNet resolves)
-    from .lightning_internals import CLI_CKPT_HPARAMS_HOOK
+    from .lightning_internals import replace_checkpoint_merge
 
     class FitConfigSaver(SaveConfigCallback):
         """Saves ``config.yaml`` for ``fit`` only: ``predict`` or ``test`` never write over a training run's files."""
@@ -90,7 +89,7 @@ def _cli_class():
             cfg = self.config[sub]
             path = checkpoints.resolve(cfg.ckpt_path, cfg.trainer.get("callbacks") or [], cfg.trainer.default_root_dir or ".")
             cfg.ckpt_path = path
-            model, notes = checkpoints.merged_model(path, cfg.model, self._argv, SETTINGS)
+            model, notes = checkpoints.merged_model(path, cfg.model, self._argv)  # the model class's run_settings win
             for note in notes:
                 logging.getLogger("scale_space_diffusion").warning(note)
             self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
@@ -102,6 +101,8 @@ def _cli_class():
         def instantiate_trainer(self, **kwargs):
             if self.subcommand == "predict":
                 kwargs.setdefault("logger", False)  # sampling logs nothing: no empty version_N folders
+            init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+            kwargs["plugins"] = with_atomic_io(init.trainer.get("plugins"))  # unless the config names a checkpoint IO
             return super().instantiate_trainer(**kwargs)
 
         def _require_weights(self, subcommand: str) -> None:
@@ -127,7 +128,7 @@ def _cli_class():
         def before_predict(self):
             self._require_weights("predict")
 
-    setattr(DiffusionCLI, CLI_CKPT_HPARAMS_HOOK, DiffusionCLI.merge_checkpoint)
+    replace_checkpoint_merge(DiffusionCLI, DiffusionCLI.merge_checkpoint)
     return DiffusionCLI, FitConfigSaver
 
 
@@ -220,7 +221,7 @@ def parse_error(err: BaseException) -> str | None:
     if detail is None:
         detail, path = (lines[0].strip() if lines else "bad option"), []
     hint = " (see --help for the options)" if "not accepted" in detail or "unrecognized" in detail else ""
-    from .models.legacy import current_name
+    from .io.legacy import current_name
 
     renamed = re.search(r"Option '([^']+)' is not accepted", detail)
     if renamed and path and path[-1] == "init_args" and current_name(renamed[1]):
@@ -247,7 +248,7 @@ def export(args: list[str]) -> None:
                         help="ema: what the model samples with (its EMA, if it has one); raw: the trained weights")  # fmt: skip
     parser.add_argument("--repo_id", help="also upload the folder to this Hugging Face Hub repo (owner/name)")
     opts = parser.parse_args(args)
-    from .models.pretrained import export_checkpoint
+    from .io.pretrained import export_checkpoint
 
     folder = export_checkpoint(opts.ckpt_path, opts.out, opts.weights, opts.repo_id)
     print(f"exported {opts.ckpt_path} to {folder}" + (f" and https://huggingface.co/{opts.repo_id}" if opts.repo_id else ""))

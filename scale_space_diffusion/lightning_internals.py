@@ -12,6 +12,13 @@ from torch import nn
 CLI_CKPT_HPARAMS_HOOK = "_parse_ckpt_path"
 
 
+def replace_checkpoint_merge(cli_class: type, merge) -> None:
+    """Make ``cli_class`` (a LightningCLI subclass) call ``merge(self)`` where LightningCLI merges a checkpoint's
+    hyperparameters into the parsed config: right after parsing, before the seed and the classes are made. Lightning
+    has no public hook there (``before_instantiate_classes`` comes after its own merge has replaced the config)."""
+    setattr(cli_class, CLI_CKPT_HPARAMS_HOOK, merge)
+
+
 def attached_trainer(module):
     """The module's Trainer, or None (the public ``module.trainer`` raises when none is attached)."""
     return module._trainer

@@ -12,11 +12,11 @@ from safetensors import safe_open
 from torch.utils.data import DataLoader, TensorDataset
 
 from scale_space_diffusion.cli import main
-from scale_space_diffusion.diffusion.rng import sample_generators
+from scale_space_diffusion.diffusion.rng import image_noise
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 from scale_space_diffusion.models.base import DiffusionModule
 from scale_space_diffusion.models.ddpm import DDPM
-from scale_space_diffusion.models.loading import load_model
+from scale_space_diffusion.io.loading import load_model
 from scale_space_diffusion.models.settings import Optimization, Sampling
 from scale_space_diffusion.models.spectral import SpectralDiffusion
 from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion
@@ -55,7 +55,7 @@ def export(monkeypatch, *args) -> None:
 
 
 def images(model):
-    return model.sample(sample_generators(0, range(3)), model.sample_labels(torch.arange(3)))
+    return model.sample(image_noise(0, range(3)), model.sample_labels(torch.arange(3)))
 
 
 @pytest.mark.parametrize("name", ["ddpm", "ssd", "spectral"])

@@ -21,7 +21,7 @@ from conftest import ROOT, train_and_save
 
 from scale_space_diffusion.cli import run
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
-from scale_space_diffusion.models import checkpoint_io
+from scale_space_diffusion.io import checkpoint_io
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.models.settings import Optimization, Sampling
 from scale_space_diffusion.networks.unet import UNet

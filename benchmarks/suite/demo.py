@@ -38,7 +38,7 @@ def sample_checkpoint(ckpt: str, n: int = NUM) -> torch.Tensor:
     """``n`` images as ``ssd predict`` draws them: image i from a generator seeded by (sampling.seed, i)."""
     from scale_space_diffusion.diffusion.rng import sample_generators
     from scale_space_diffusion.images import to_uint8
-    from scale_space_diffusion.models.loading import load_model
+    from scale_space_diffusion.io.loading import load_model
 
     model = load_model(ckpt)
     idx = torch.arange(n)

@@ -14,7 +14,7 @@ import torch
 
 from scale_space_diffusion.metrics.analysis import radial_power_spectrum
 from scale_space_diffusion.metrics.model_flops import sampling_flops
-from scale_space_diffusion.models.loading import load_model
+from scale_space_diffusion.io.loading import load_model
 
 from .presets import Preset
 from .quality import Judge

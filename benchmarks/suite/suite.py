@@ -19,7 +19,7 @@ import torch
 
 from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.metrics.model_flops import param_counts, training_flops_breakdown
-from scale_space_diffusion.models.loading import load_model
+from scale_space_diffusion.io.loading import load_model
 
 from . import plots, report
 from .presets import Preset, recorded_preset

@@ -1,5 +1,5 @@
-"""Reading checkpoint files for the command line: clear refusals, ``last``, and the command line winning over the
-checkpoint for what only changes training or sampling."""
+"""Reading checkpoint files: clear refusals, checksums verified, ``last``, and (for the command line) the config
+winning over the checkpoint for what only changes training or sampling (the model class's ``run_settings``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from typing import Any, Sequence
 
 import torch
 
-from .legacy import upgrade_hparams
+from ..models.base import DiffusionModule
+from .classes import resolve_class
+from .integrity import KEY, verify as verify_tensors
+from .legacy import upgrade_checkpoint, upgrade_hparams
 
 
-def read_checkpoint(path: str | os.PathLike, what: str = "--ckpt_path", mmap: bool = True) -> dict[str, Any]:
-    """The checkpoint at ``path`` (weights only), or a one-line error naming the file and what is wrong with it."""
+def read_checkpoint(path: str | os.PathLike, what: str = "--ckpt_path", mmap: bool = True,
+                    verify: bool = True) -> dict[str, Any]:  # fmt: skip
+    """The checkpoint at ``path`` (weights only, today's layout), or a one-line error naming the file and what is
+    wrong with it; ``verify`` checks its tensor checksums, if it has them."""
     path = Path(path)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.ckpt"))
@@ -37,7 +42,9 @@ def read_checkpoint(path: str | os.PathLike, what: str = "--ckpt_path", mmap: bo
         raise ValueError(f"{what}={path} is not a PyTorch checkpoint; pass a .ckpt written by `ssd fit`") from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{what}={path} is not a Lightning checkpoint (no state_dict); pass a .ckpt from `ssd fit`")
-    return ckpt
+    if verify and KEY in ckpt:
+        verify_tensors(ckpt, ckpt[KEY], path)
+    return upgrade_checkpoint(ckpt)
 
 
 def resolve(ckpt_path: str, callbacks: Sequence[Any], root: str | os.PathLike = ".") -> str:
@@ -92,29 +99,20 @@ def refuse_owned_folders(dirs: Sequence[str]) -> None:
             )
 
 
-def refuse_other_network(checkpoint: dict[str, Any], model) -> None:
-    """A checkpoint of another network is refused naming the first differing tensor and the option to change."""
-    mine = model.state_dict()
-    for key, value in checkpoint["state_dict"].items():
-        if key in mine and mine[key].shape != value.shape:
-            saved = checkpoint.get("net_config") or {}
-            diff = [k for k, v in saved.items() if model.net.config.get(k, v) != v]
-            fix = (f"set --model.init_args.net.init_args.{diff[0]}={saved[diff[0]]} (the checkpoint's; this model "
-                   f"has {model.net.config[diff[0]]})" if diff else "use the config it was trained with")
-            raise ValueError(f"the checkpoint's {key} is {tuple(value.shape)} but this model's is "
-                             f"{tuple(mine[key].shape)}: it holds another network; {fix}")  # fmt: skip
-
-
-def merged_model(path: str, given, argv: Sequence[str], settings: Sequence[str]) -> tuple[dict, list[str]]:
-    """The model config for a run from checkpoint ``path``: its definition from the checkpoint, ``settings`` from
-    ``given`` (the parsed config). A definition option named on the command line that differs is refused.
-    Returns (``{"class_path", "init_args"}``, notes for the log)."""
-    ckpt = read_checkpoint(path)
+def merged_model(path: str, given, argv: Sequence[str]) -> tuple[dict, list[str]]:
+    """The model config for a run from checkpoint ``path``: its definition from the checkpoint, the model class's
+    ``run_settings`` from ``given`` (the parsed config), its ``training_files`` that are no run settings unset (the
+    weights come from the checkpoint). A definition option named on the command line that differs is refused.
+    Returns (``{"class_path", "init_args"}``, notes for the log). The Trainer's ``AtomicCheckpointIO`` verifies the
+    file's checksums when it restores it."""
+    ckpt = read_checkpoint(path, verify=False)
     saved_cls = ckpt.get("model_class_path") or ckpt.get("hyper_parameters", {}).get("_class_path")
     given_cls = given.class_path if given is not None else saved_cls
     if saved_cls and given_cls and saved_cls.rsplit(".", 1)[-1] != given_cls.rsplit(".", 1)[-1]:
         raise ValueError(f"--ckpt_path={path} holds a {saved_cls.rsplit('.', 1)[-1]}, but the config's model is "
                          f"{given_cls}; pass the config it was trained with, or --model={saved_cls.rsplit('.', 1)[-1]}")  # fmt: skip
+    cls = resolve_class(given_cls, "model", f"--ckpt_path={path}") if given_cls else DiffusionModule
+    settings, files = cls.run_settings, cls.training_files
     saved = {k: v for k, v in upgrade_hparams(ckpt.get("hyper_parameters", {})).items() if not k.startswith("_")}
     if "net_config" in ckpt:
         saved["net"] = {"class_path": ckpt["net_class_path"], "init_args": ckpt["net_config"]}
@@ -126,7 +124,7 @@ def merged_model(path: str, given, argv: Sequence[str], settings: Sequence[str])
         if key in settings:
             out[key] = mine
             changed += [f"{key}{sub}: {a} -> {b}" for sub, a, b in _differences(theirs, mine)]
-        elif key == "official_checkpoint":
+        elif key in files:
             out[key] = None  # the weights come from the checkpoint
         else:
             out[key] = theirs

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
 
 # flat hyperparameter of old checkpoints -> (group, field)
 _FLAT = {
@@ -49,20 +48,16 @@ def upgrade_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def upgrade_state(checkpoint: dict[str, Any], model) -> dict[str, Tensor]:
-    """The checkpoint's ``state_dict`` in the layout ``model`` has (raw ``net.*`` and, with EMA, ``net_ema.*``)."""
-    state = checkpoint["state_dict"]
-    has_ema = any(k.startswith("net_ema.") for k in state)
-    if model.net_ema is None:
-        return {k: v for k, v in state.items() if not k.startswith("net_ema.")}
-    if has_ema:
-        return state
-    if "current_model_state" in checkpoint:  # Lightning's EMA callback: state_dict is the EMA
-        raw, ema = checkpoint["current_model_state"], state
-        n = checkpoint.get("averaging_state", {}).get("n_averaged", torch.tensor(1))
-    else:  # trained without EMA: the EMA starts from these weights at the next update
-        raw, ema, n = state, state, torch.tensor(0)
-    out = dict(raw)
-    out.update({"net_ema.module." + k[len("net."):]: v for k, v in ema.items() if k.startswith("net.")})
-    out["net_ema.n_averaged"] = torch.as_tensor(n, dtype=torch.long).reshape(())
-    return out
+def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint`` with today's weight layout: Lightning's EMA callback (up to c666f5b) kept the EMA as
+    ``state_dict`` and the raw weights as ``current_model_state``; today both sit in ``state_dict`` (``net.*`` and
+    ``net_ema.module.*``, with ``net_ema.n_averaged``). Other checkpoints are returned as they are."""
+    if "current_model_state" not in checkpoint:
+        return checkpoint
+    raw, ema = checkpoint["current_model_state"], checkpoint["state_dict"]
+    n = checkpoint.get("averaging_state", {}).get("n_averaged", torch.tensor(1))
+    state = dict(raw)
+    state.update({"net_ema.module." + k[len("net."):]: v for k, v in ema.items() if k.startswith("net.")})
+    state["net_ema.n_averaged"] = torch.as_tensor(n, dtype=torch.long).reshape(())
+    upgraded = {k: v for k, v in checkpoint.items() if k not in ("current_model_state", "averaging_state")}
+    return {**upgraded, "state_dict": state}

@@ -1,7 +1,6 @@
 from .base import DiffusionModule
 from .ddpm import DDPM
-from .loading import load_model
 from .spectral import SpectralDiffusion
 from .ssd import ScaleSpaceDiffusion
 
-__all__ = ["DiffusionModule", "DDPM", "ScaleSpaceDiffusion", "SpectralDiffusion", "load_model"]
+__all__ = ["DiffusionModule", "DDPM", "ScaleSpaceDiffusion", "SpectralDiffusion"]

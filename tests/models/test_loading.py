@@ -5,8 +5,9 @@ import torch
 
 from conftest import ROOT
 
-from scale_space_diffusion.diffusion.rng import sample_generators
-from scale_space_diffusion.models.loading import load_model, upgrade_hparams
+from scale_space_diffusion.diffusion.rng import seeded_generator
+from scale_space_diffusion.io.legacy import upgrade_hparams
+from scale_space_diffusion.io.loading import load_model
 from scale_space_diffusion.models.settings import Optimization, Sampling
 
 LEGACY = ROOT / "tests/fixtures/legacy_c666f5b"
@@ -18,7 +19,8 @@ def test_a_checkpoint_from_c666f5b_samples_the_images_it_sampled_then(name):
     Equal to float tolerance: the faster attention kernel since then sums in another order (max ~1e-6 per call)."""
     model = load_model(str(LEGACY / f"{name}.ckpt"))
     indices = torch.arange(4)
-    images = model.sample(sample_generators(0, indices), model.sample_labels(indices), steps=4)
+    generators = [seeded_generator(0, i) for i in range(4)]  # c666f5b's per-image CPU generators, still accepted
+    images = model.sample(generators, model.sample_labels(indices), sampling=Sampling(steps=4))
     torch.testing.assert_close(images, torch.load(LEGACY / "samples.pt")[name], rtol=0, atol=1e-4)
 
 

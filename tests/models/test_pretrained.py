@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from conftest import ROOT
 
-from scale_space_diffusion.diffusion.rng import sample_generators
+from scale_space_diffusion.diffusion.rng import image_noise
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 from scale_space_diffusion.models.base import DiffusionModule
 from scale_space_diffusion.models.ddpm import DDPM
@@ -34,7 +34,7 @@ def ddpm(channels=1, num_classes=None, ema=None, **sampling) -> DDPM:
 
 
 def images(model, n=3):
-    return model.sample(sample_generators(0, range(n)), model.sample_labels(torch.arange(n)))
+    return model.sample(image_noise(0, range(n)), model.sample_labels(torch.arange(n)))
 
 
 # -- the folder ------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ def test_ema_weights_are_the_ones_sampled_with_and_raw_is_recorded_when_the_ema_
     model.save_pretrained(tmp_path / "fresh")  # EMA configured but never updated: it samples with the raw net
     assert json.loads((tmp_path / "fresh/config.json").read_text())["weights"] == "raw"
     with torch.no_grad():
-        model.net_ema.update_parameters(model.net)
+        model.net_ema.update(model.net)
         for p in model.net.parameters():
             p.add_(0.05)
     model.save_pretrained(tmp_path / "ema")
@@ -159,7 +159,7 @@ def test_generate_is_seeded_per_image_whatever_the_batch_size():
     assert torch.equal(first, images(model, 5))  # the per-sample generators and balanced labels of sample()
     assert not torch.equal(first, model.generate(5, seed=1, output_type="tensor", progress=False))
     assert torch.equal(model.generate(2, labels=1, output_type="tensor", progress=False),
-                       model.sample(sample_generators(0, range(2)), torch.tensor([1, 1])))  # fmt: skip
+                       model.sample(image_noise(0, range(2)), torch.tensor([1, 1])))  # fmt: skip
 
 
 def test_generate_output_types():
