@@ -60,8 +60,8 @@ def range_basis(kind: ResizeKind, n_s: int, n_t: int) -> tuple[Tensor, Tensor, T
 def ddim_tables(process: ScaleSpaceProcess, t: int, s: int, eta: float) -> tuple[Tensor, Tensor]:
     """(D4) (alpha, std = sqrt(var)) of the step t -> s, float64: scalars (R = I) or (n_s, n_s) tables (D6)."""
     eta = check_eta(eta)
-    a_t, sigma_t = (float(v) for v in process.schedule.a_sigma(t))
-    a_s, sigma_s = (float(v) for v in process.schedule.a_sigma(s))
+    a_t, sigma_t = process.schedule.host_a_sigma(t)
+    a_s, sigma_s = process.schedule.host_a_sigma(s)
     g = (a_t / a_s) ** 2 * sigma_s**2 / sigma_t**2  # rho c^2 = SNR_t / SNR_s <= 1
     n_s, n_t = process.ladder.res(s), process.ladder.res(t)
     if n_s == n_t:
@@ -85,8 +85,8 @@ def ddim_step(process: ScaleSpaceProcess, x_t: Tensor, x0_hat: Tensor, t: int, s
     eta = 1 equals ``posterior_mean + posterior_noise(z)`` (the ancestral step) to float tolerance.
     """
     eta = check_eta(eta)
-    a_t, _ = (float(v) for v in process.schedule.a_sigma(t))
-    a_s, _ = (float(v) for v in process.schedule.a_sigma(s))
+    a_t, _ = process.schedule.host_a_sigma(t)
+    a_s, _ = process.schedule.host_a_sigma(s)
     mu_s = a_s * x0_hat
     if s < 0:
         return mu_s

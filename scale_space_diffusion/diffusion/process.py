@@ -64,8 +64,8 @@ class ScaleSpaceProcess:
         return s.at("a", t, x0) * self.degrade(x0, noise.shape[-1]) + s.at("sigma", t, noise) * noise
 
     def _coeffs(self, t: int, s: int) -> tuple[float, float, float]:
-        a_t, sigma_t = (float(v) for v in self.schedule.a_sigma(t))
-        a_s, sigma_s = (float(v) for v in self.schedule.a_sigma(s))
+        a_t, sigma_t = self.schedule.host_a_sigma(t)
+        a_s, sigma_s = self.schedule.host_a_sigma(s)
         return a_t / a_s, sigma_s**2 / sigma_t**2, a_s  # c, rho, a_s
 
     def posterior_mean(self, x_t: Tensor, x0_hat: Tensor, t: int, s: int | None = None) -> Tensor:
@@ -84,7 +84,7 @@ class ScaleSpaceProcess:
         if s < 0:
             return torch.zeros_like(z)
         c, rho, _ = self._coeffs(t, s)
-        sigma_s = float(self.schedule.a_sigma(s)[1])
+        sigma_s = self.schedule.host_a_sigma(s)[1]
         n_s, n_t = self.ladder.res(s), self.ladder.res(t)
         if n_s == n_t:  # R = I: the DDPM posterior variance
             return sigma_s * max(1 - rho * c * c, 0.0) ** 0.5 * z
@@ -95,7 +95,7 @@ class ScaleSpaceProcess:
         """(P3) as a dense covariance (n^2, n^2) of one channel at r(s), row-major pixels; for tests."""
         s = t - 1 if s is None else s
         c, rho, _ = self._coeffs(t, s)
-        sigma_s = float(self.schedule.a_sigma(s)[1])
+        sigma_s = self.schedule.host_a_sigma(s)[1]
         n_s, n_t = self.ladder.res(s), self.ladder.res(t)
         M = axis_matrix(self.resize.kind, n_s, n_t)
         R = torch.kron(M, M)

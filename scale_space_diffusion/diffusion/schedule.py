@@ -92,6 +92,10 @@ class NoiseSchedule:
         abar = torch.cat([torch.ones(1, dtype=torch.float64), self.abar])[torch.as_tensor(t) + 1]
         return abar.sqrt(), (1 - abar).sqrt()
 
+    def host_a_sigma(self, t: int) -> tuple[float, float]:
+        """(a_t, sigma_t) of one timestep t in -1..T-1 as Python floats, cached: the sampler's host-side coefficients."""
+        return _host_a_sigma(self, int(t))
+
     def table(self, name: Table, device: torch.device | str) -> Tensor:
         """The (T,) table ``a``, ``sigma`` or ``snr`` on ``device``, float64 (float32 on MPS); copied once per device."""
         return _device_table(self, name, torch.device(device))
@@ -100,6 +104,12 @@ class NoiseSchedule:
         """``name``_t for timesteps t (B,) on ``like``'s device, shaped (B,1,...,1) with ``like``'s dtype."""
         out = self.table(name, like.device)[t.to(like.device)].to(like.dtype)
         return out.view(-1, *([1] * (like.ndim - 1)))
+
+
+@lru_cache(maxsize=65536)
+def _host_a_sigma(schedule: NoiseSchedule, t: int) -> tuple[float, float]:
+    a, sigma = schedule.a_sigma(t)
+    return float(a), float(sigma)
 
 
 @lru_cache(maxsize=None)
