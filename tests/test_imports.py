@@ -243,3 +243,50 @@ def test_type_checking_imports_are_not_edges(tmp_path):
     assert package_edges(root) == []
     (root / "models/m.py").write_text("def f():\n    from ..io import x\n")
     assert package_edges(root) == [Edge("models.m", "io", "f"), Edge("models.m", "io.x", "f")]
+
+
+# -- the map -------------------------------------------------------------------------------------------------------
+def architecture_rows(text: str) -> list[tuple[int, str, set[str]]]:
+    """(layer, room, module names) of ARCHITECTURE.md's table: the first code block; ``--`` starts a comment, a line
+    without a layer continues the row above."""
+    rows: list[tuple[int, str, set[str]]] = []
+    for line in text.split("```")[1].splitlines()[2:]:
+        words = line.split("--")[0].split()
+        if not words:
+            continue
+        if words[0].isdigit():
+            rows.append((int(words[0]), words[1], set(words[2:])))
+        else:
+            rows[-1][2].update(words)
+    return rows
+
+
+def map_problems(text: str, root: Path = ROOT / PACKAGE) -> list[str]:
+    """What ARCHITECTURE.md's table gets wrong about the package at ``root``: modules missing or stale, wrong layers."""
+    listed = {(room, name): layer for layer, room, names in architecture_rows(text) for name in names}
+    modules = {f.relative_to(root).with_suffix("") for f in root.rglob("*.py")}
+    actual = {(f"{m.parts[0]}/" if len(m.parts) > 1 else "(top)", m.parts[-1]) for m in modules if m.name != "__init__"}
+    problems = [f"{room} {name} is missing from ARCHITECTURE.md" for room, name in sorted(actual - set(listed))]
+    problems += [f"ARCHITECTURE.md lists {room} {name}, which does not exist" for room, name in sorted(set(listed) - actual)]
+    problems += [f"ARCHITECTURE.md puts {room} {name} in layer {layer}, the test in {LAYERS.get(key)}"
+                 for (room, name), layer in listed.items()
+                 if layer != LAYERS.get(key := name if room == "(top)" else room.rstrip("/"))]  # fmt: skip
+    return problems
+
+
+def test_architecture_md_is_one_screen_and_lists_every_module_in_its_room_and_layer():
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    assert len(text.splitlines()) <= 60
+    assert map_problems(text) == []
+
+
+def test_the_map_check_fails_on_a_missing_new_or_misplaced_module(tmp_path):
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    assert map_problems(text.replace(" checkpoint_io ", " ")) == ["io/ checkpoint_io is missing from ARCHITECTURE.md"]
+    copy = tmp_path / PACKAGE
+    shutil.copytree(ROOT / PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "models" / "extra.py").write_text("")
+    assert map_problems(text, copy) == ["models/ extra is missing from ARCHITECTURE.md"]
+    assert sorted(map_problems(text.replace("4      io/", "3      io/"))) == [
+        f"ARCHITECTURE.md puts io/ {name} in layer 3, the test in 4" for name in
+        sorted(["checkpoint_io", "checkpoints", "integrity", "classes", "legacy", "loading", "pretrained"])]  # fmt: skip
