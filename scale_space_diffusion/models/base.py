@@ -194,8 +194,11 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, L.LightningModule):
         super().on_save_checkpoint(checkpoint)
 
     def configure_optimizers(self):
+        """AdamW; fused (one kernel for every parameter) when all parameters live on a GPU, as Lightning has moved
+        them by now: the step is host-bound at small batches otherwise."""
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        fused = bool(params) and all(p.device.type == "cuda" for p in params) or None
+        return torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay, fused=fused)
 
     def prepare_fit(self) -> None:
         """Load what training needs beyond the model's own weights (Spectral Diffusion: its teacher)."""
