@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -70,27 +71,31 @@ def _warm_caches(model) -> None:
         range_basis(process.resize.kind, ladder.res(t - 1), ladder.res(t))  # the DDIM transition basis
 
 
-def step_flops(model, t: int, s: int) -> dict[str, int]:
-    """FLOPs of one reverse step t -> s at batch 1, as the sampler takes it (:func:`reverse_step`).
+def step_flops(model, t: int, s: int, sampling=None) -> dict[str, int]:
+    """FLOPs of one reverse step t -> s at batch 1, as the sampler takes it (:func:`reverse_step`) with ``sampling``
+    (default: the model's).
 
     ``denoise`` is the network (plus any resize inside it); ``posterior`` is the rest of the step, the exact
     posterior mean and noise, whose resize matmuls are non-zero only at transitions.
     """
+    sampling = model.sampling if sampling is None else sampling
     ladder = model.process.ladder
     g = torch.Generator().manual_seed(0)
     x = randn((1, model.channels, ladder.res(t), ladder.res(t)), g, like=torch.empty(0, device=model.device))
     t_batch = torch.full((1,), t, dtype=torch.long, device=model.device)
     labels = _labels(model)
-    denoise = count_flops(model.denoiser(), x, t_batch, ladder.res(s), labels)
-    eta = model.sampling.effective_eta
-    step = count_flops(reverse_step, model.denoiser(), model.process, x, t, s, eta=eta, labels=labels, generator=g)
+    denoise = count_flops(model.denoiser(sampling), x, t_batch, ladder.res(s), labels)
+    eta = sampling.effective_eta
+    step = count_flops(reverse_step, model.denoiser(sampling), model.process, x, t, s, eta=eta, labels=labels, generator=g)
     return {"denoise": denoise, "posterior": step - denoise}
 
 
 @_one_thread
 @torch.no_grad()
-def sampling_flops(model, num_steps: int | None = None, trace: bool = True, cache: dict | None = None) -> dict:
-    """Forward FLOPs per image of ``model.sample(..., steps=num_steps)``, over its actual trajectory.
+def sampling_flops(model, num_steps: int | None = None, trace: bool = True, cache: dict | None = None,
+                   sampling=None) -> dict:  # fmt: skip
+    """Forward FLOPs per image of ``model.sample(..., sampling=sampling)`` (default: the model's ``sampling``) with
+    ``num_steps`` steps (default: ``sampling.steps``), over its actual trajectory.
 
     Returns ``flops`` (way b: per-path counts times step counts), ``flops_traced`` (way a: the
     real sampler traced at batch 1; equal to ``flops``, None with ``trace=False``), ``gflops``,
@@ -101,11 +106,13 @@ def sampling_flops(model, num_steps: int | None = None, trace: bool = True, cach
     was_training = model.training
     model.eval()
     _warm_caches(model)
-    n = num_steps or model.sampling.steps or model.process.T
+    sampling = model.sampling if sampling is None else sampling
+    n = num_steps or sampling.steps or model.process.T
+    sampling = replace(sampling, steps=n)
     # (a) trace the real sampler at batch 1
     traced = None
     if trace:
-        traced = count_flops(model.sample, [torch.Generator().manual_seed(0)], _labels(model), steps=n)
+        traced = count_flops(model.sample, [torch.Generator().manual_seed(0)], _labels(model), sampling=sampling)
     # (b) one count per distinct path, times the number of steps that take it
     steps = respaced_steps(model.process, n)
     ladder = model.process.ladder
@@ -118,7 +125,7 @@ def sampling_flops(model, num_steps: int | None = None, trace: bool = True, cach
     paths = {}
     for path, (t, s) in sorted(first.items(), reverse=True):
         if ("sample", path) not in cache:
-            cache[("sample", path)] = step_flops(model, t, s)
+            cache[("sample", path)] = step_flops(model, t, s, sampling)
         f = cache[("sample", path)]
         paths[_path_name(path)] = {"steps": uses[path], "denoise_flops": f["denoise"], "posterior_flops": f["posterior"]}
     by_path = sum(p["steps"] * (p["denoise_flops"] + p["posterior_flops"]) for p in paths.values())
@@ -141,7 +148,7 @@ def _train_paths(model) -> dict[Path, tuple[int, int]]:
 def training_flops_breakdown(model, cache: dict | None = None) -> dict:
     """Forward + backward FLOPs per image of one training step, in expectation over t ~ U{0..T-1}.
 
-    Each path is counted once at batch 1 through ``model.loss_terms(x0, t, noise, labels)`` (the
+    Each path is counted once at batch 1 through ``model.loss_terms(x0, t, noise, labels, out_res)`` (the
     denoising loss plus any extra terms, e.g. Spectral Diffusion's distillation) and weighted by its
     share of t. A frozen teacher's forward (no backward) is counted apart:
     ``flops`` is the student's own cost (denoising and distillation losses, forward and backward),
@@ -165,7 +172,7 @@ def training_flops_breakdown(model, cache: dict | None = None) -> dict:
         noise = randn((1, C, path[0], path[0]), g, like=x0)
 
         def loss() -> Tensor:
-            per_sample, extra = model.loss_terms(x0, t, noise, labels, model.net)
+            per_sample, extra = model.loss_terms(x0, t, noise, labels, path[1], model.net)  # out_res = r(t-1)
             return per_sample.mean() + sum(extra.values())
 
         if ("train", path) not in cache:
