@@ -47,3 +47,17 @@ class Parameterization:
         if raw.shape[-1] != x_t.shape[-1]:
             raise ValueError("eps-prediction cannot change resolution; use prediction='x0'")
         return (x_t - schedule.at("sigma", t, x_t) * raw) / schedule.at("a", t, x_t)
+
+    def from_x0(self, x0_hat: Tensor, x_t: Tensor, t: Tensor, schedule: NoiseSchedule) -> Tensor:
+        """The raw output that gives ``x0_hat``: the inverse of :meth:`x0`. eps: (x_t - a_t x0_hat) / sigma_t (Ho et
+        al. 2020, Eq. 4 solved for eps), which needs x0_hat at x_t's resolution."""
+        if self.prediction == "x0":
+            return x0_hat
+        if x0_hat.shape[-1] != x_t.shape[-1]:
+            raise ValueError("eps-prediction cannot change resolution; use prediction='x0'")
+        return (x_t - schedule.at("a", t, x_t) * x0_hat) / schedule.at("sigma", t, x_t)
+
+    def convert(self, raw: Tensor, x_t: Tensor, t: Tensor, schedule: NoiseSchedule, to: Parameterization) -> Tensor:
+        """This parameterisation's raw output as ``to``'s (eps <-> x0 through x0_hat)."""
+        return raw if to == self else to.from_x0(self.x0(raw, x_t, t, schedule), x_t, t, schedule)
+

@@ -42,7 +42,8 @@ class SpectralDiffusion(DDPM):
         spectral_weight: lambda_f, the weight of the frequency-weighted feature loss.
         alpha: exponent of omega = |FFT2(x_0)|^alpha.
         schedule: the noise schedule; must equal the teacher's.
-        loss: what the network predicts and the per-timestep weighting; the prediction must equal the teacher's.
+        loss: what the network predicts and the per-timestep weighting; a teacher of the other parameterisation (e.g.
+            a DDPM-x0 teacher for an eps student) has its output converted through x0_hat before it is matched.
         optim: AdamW and EMA settings of the student (its feature adapters included).
         sampling: how the student samples: steps, seeds and sample grids.
         torch_compile: torch.compile the network and its EMA, one static-shape graph per network path: true (mode
@@ -94,11 +95,10 @@ class SpectralDiffusion(DDPM):
                 f"{source} holds a {type(teacher).__name__}, but the teacher must be a plain DDPM; "
                 "pass the .ckpt of a DDPM (e.g. trained with configs/ddpm_*.yaml)"
             )
-        setting = lambda m: (m.process.schedule, m.loss_fn.prediction)  # noqa: E731
-        if setting(teacher) != setting(self):
+        if teacher.process.schedule != self.process.schedule:
             raise ValueError(
-                f"{source} has (schedule, prediction) = {setting(teacher)} but the student {setting(self)}; set the "
-                "student's schedule and loss.prediction to the teacher's, they must share the noise process"
+                f"{source} has schedule {teacher.process.schedule} but the student {self.process.schedule}; set the "
+                "student's schedule to the teacher's, they must share the noise process"
             )
         t_net, s_net = teacher.net, self.net
         if (t_net.image_size, t_net.in_channels) != (s_net.image_size, s_net.in_channels):
@@ -109,6 +109,7 @@ class SpectralDiffusion(DDPM):
             )
         teacher.requires_grad_(False).eval()
         self._teacher = _Frozen(teacher.net)
+        self.teacher_parameterization = teacher.loss_fn.parameterization  # its output is converted to the student's
         self.matched = sorted(set(t_net.levels) & set(s_net.levels))
         for res in self.matched:
             if str(res) not in self.align:
@@ -135,6 +136,8 @@ class SpectralDiffusion(DDPM):
         teacher_features: dict[int, Tensor] = {}
         with torch.no_grad():
             teacher_out = self.teacher(seen["x_t"], t, labels, features=teacher_features)
+            teacher_out = self.teacher_parameterization.convert(teacher_out.float(), seen["x_t"], t, self.process.schedule,
+                                                                self.loss_fn.parameterization)  # fmt: skip
         s_feats = [self.align[str(r)](seen["features"][r]) for r in self.matched] + [seen["out"]]
         t_feats = [teacher_features[r] for r in self.matched] + [teacher_out]
         terms = self.distill(s_feats, t_feats, x0)

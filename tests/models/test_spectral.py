@@ -70,3 +70,21 @@ def test_the_teacher_is_read_when_fit_starts_not_when_the_student_is_built(tmp_p
     assert model.teacher is None and model.sample([torch.Generator().manual_seed(0)], sampling=Sampling(steps=2)).shape == (1, 1, 16, 16)
     with pytest.raises(FileNotFoundError, match="gone.ckpt"):
         model.prepare_fit()
+
+
+def test_an_x0_teacher_distils_an_eps_student_through_the_parameterisation(tmp_path):
+    """The teacher's output is matched in the student's parameterisation: an x0 teacher's x0_hat becomes eps_hat."""
+    from scale_space_diffusion.diffusion.loss import DiffusionLoss
+
+    teacher = DDPM(UNet(**NET, model_channels=32), schedule=NoiseSchedule(timesteps=100), loss=DiffusionLoss("x0"),
+                   optim=Optimization(ema_decay=None), sampling=Sampling(grid_size=0))  # fmt: skip
+    model = student(train_and_save(teacher, tmp_path / "x0_teacher.ckpt"))
+    assert model.teacher_parameterization.prediction == "x0" and model.loss_fn.prediction == "eps"
+    seen = {}
+    real = model.distill.__class__.__call__
+    model.distill.__class__.__call__ = lambda self, s, t, x0: seen.update(out=t[-1]) or real(self, s, t, x0)
+    try:
+        model.training_step((torch.rand(2, 1, 16, 16) * 2 - 1, torch.zeros(2, dtype=torch.long)), 0)
+    finally:
+        model.distill.__class__.__call__ = real
+    assert torch.isfinite(seen["out"]).all() and seen["out"].std() > 0.1  # eps-scale, not an x0 in [-1, 1] copied
