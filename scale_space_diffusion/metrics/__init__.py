@@ -1,5 +1,6 @@
 """Measuring models: FLOPs and parameters, FID/KID with classifier or InceptionV3 features (and with bootstrap
-intervals from features computed once), the FID callback and the frequency-bias analysis. Names are imported
+intervals from features computed once), the FID callback, the frequency-bias analysis and the blockiness and
+spectrum statistics of samples (``sharpness``). Names are imported
 lazily: ``metrics.flops`` does not pull in torch-fidelity."""
 
 from importlib import import_module
@@ -16,6 +17,7 @@ _EXPORTS = {
     **dict.fromkeys(["count_flops", "count_params", "count_train_flops"], ".flops"),
     **dict.fromkeys(["param_counts", "sampling_flops", "training_flops", "training_flops_breakdown"], ".model_flops"),
     "FIDCallback": ".fid_callback",
+    **dict.fromkeys(["blockiness", "spectrum_distance", "spectrum_log_ratio"], ".sharpness"),
 }  # fmt: skip
 __all__ = sorted(_EXPORTS)
 
