@@ -52,6 +52,12 @@ def is_compiled(module: nn.Module) -> bool:
     return module._compiled_call_impl is not None
 
 
+def wrap_compiled_call(module: nn.Module, wrap) -> None:
+    """Route the call that ``module.compile()`` installed (torch keeps it in a private attribute) through
+    ``wrap(call) -> call``."""
+    module._compiled_call_impl = wrap(module._compiled_call_impl)
+
+
 def summary_depth(summary) -> int:
     """The ``max_depth`` a ``ModelSummary`` callback was made with."""
     return summary._max_depth

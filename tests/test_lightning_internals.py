@@ -51,11 +51,13 @@ def test_batches_trained_counts_every_processed_batch_of_the_fit_and_epoch_batch
         assert limited.num_training_batches == li.epoch_batches(3, limit)
 
 
-def test_is_compiled_follows_module_compile():
+def test_is_compiled_follows_module_compile_and_the_compiled_call_can_be_wrapped():
     net = tiny().net
     assert not li.is_compiled(net)
     net.compile()  # lazy: nothing is compiled until the first call
     assert li.is_compiled(net)
+    li.wrap_compiled_call(net, lambda call: lambda *args, **kwargs: ("wrapped", call))
+    assert net(torch.zeros(1, 1, 16, 16), torch.zeros(1, dtype=torch.long))[0] == "wrapped"  # torch calls it
 
 
 def test_lightning_cli_merges_checkpoint_hyperparameters_through_the_hook_we_replace(monkeypatch):
@@ -66,7 +68,7 @@ def test_lightning_cli_merges_checkpoint_hyperparameters_through_the_hook_we_rep
     class Probe(LightningCLI):
         pass
 
-    setattr(Probe, li.CLI_CKPT_HPARAMS_HOOK, lambda self: calls.append(True))
+    li.replace_checkpoint_merge(Probe, lambda self: calls.append(True))
     monkeypatch.setattr(sys, "argv", ["ssd"])
     Probe(L.LightningModule, run=False, args=[], save_config_callback=None)
     assert calls == [True]

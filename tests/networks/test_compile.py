@@ -51,7 +51,6 @@ def test_compile_keeps_one_static_graph_per_path_and_grad_mode():
         torch.nn.init.normal_(p, std=0.2)  # zero-initialised output convs would make every output 0
     ref.load_state_dict(net.state_dict())
     net.compile(backend="eager")
-    assert torch._dynamo.config.recompile_limit >= 64
     for _ in range(2):  # the second round must hit the cache
         for r, out in FLEXI_PATHS:
             x, t = torch.randn(2, 1, r, r), torch.tensor([3, 7])
@@ -61,3 +60,21 @@ def test_compile_keeps_one_static_graph_per_path_and_grad_mode():
             with torch.no_grad():
                 net(x, t, None, out_res=out)
     assert counters["stats"]["unique_graphs"] == 2 * len(FLEXI_PATHS)
+
+
+def test_the_recompile_limit_is_raised_inside_the_networks_calls_only():
+    """Each ladder path is its own graph: dynamo compiles them under the network's limit (64), and the process's
+    setting is the same before and after (issue 26: no global torch settings)."""
+    default, seen = torch._dynamo.config.recompile_limit, []
+
+    def backend(gm, example_inputs):  # dynamo's eager backend, recording the limit in force while it compiles
+        seen.append(torch._dynamo.config.recompile_limit)
+        return gm.forward
+
+    net = FlexiUNet(**TINY)
+    net.compile(backend=backend)
+    assert torch._dynamo.config.recompile_limit == default
+    for r, out in FLEXI_PATHS:
+        net(torch.randn(2, 1, r, r), torch.tensor([3, 7]), None, out_res=out)
+        assert torch._dynamo.config.recompile_limit == default
+    assert seen == [max(default, 64)] * len(FLEXI_PATHS)
