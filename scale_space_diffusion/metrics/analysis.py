@@ -4,7 +4,8 @@
 
 1. The radially averaged power spectrum of samples against real images: a deficit at high
    frequencies is the bias the paper reports for small networks.
-2. Band recovery over t: for real x_0, noise to x_t, denoise once and measure, per radial frequency
+2. Blockiness and spectrum distance of the samples (:mod:`.sharpness`), printed beside real images'.
+3. Band recovery over t: for real x_0, noise to x_t, denoise once and measure, per radial frequency
    band, how much of x_0's spectrum x0_hat has recovered:
    recovered(band, t) = 1 - ||FFT(x0_hat - x_0)||^2_band / ||FFT(x_0)||^2_band  (1 = fully recovered).
 """
@@ -87,6 +88,7 @@ def plot(real: Tensor, samples: Tensor, recovery: Tensor, timesteps: list[int], 
 
 def main(argv: list[str] | None = None) -> None:
     from ..data import ImageDataModule
+    from .sharpness import blockiness, spectrum_distance
     from ..diffusion.rng import image_noise
     from ..io.loading import load_model
 
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     recovery = band_recovery(model, real, timesteps)
     out = plot(radial_power_spectrum(real), radial_power_spectrum(samples), recovery, timesteps, Path(args.out))
     print(f"Wrote {out}")
+    print(f"blockiness (2x2 / 4x4 blocks; ~1 for natural images): samples {blockiness(samples, 2):.3f} / "
+          f"{blockiness(samples, 4):.3f}, real {blockiness(real, 2):.3f} / {blockiness(real, 4):.3f}; spectrum "
+          f"distance to real (RMS log10 power ratio over bands): {spectrum_distance(samples.clamp(-1, 1), real):.3f}")
 
 
 if __name__ == "__main__":
