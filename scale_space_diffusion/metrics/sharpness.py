@@ -5,7 +5,7 @@
          a boundary difference is one between pixels j and j+1 with (j + 1) % b = 0. Natural images give ~1,
          an image nearest-upsampled by b gives inf (no differences inside blocks), white noise gives 1.
     (B2) spectrum log ratio: log10 P_samples(k) - log10 P_real(k) per radial frequency band k
-         (the radially averaged power spectra of :func:`.analysis.radial_power_spectrum`): < 0 where samples lack
+         (the radially averaged power spectra of :func:`.spectrum.radial_power_spectrum`): < 0 where samples lack
          detail, > 0 where they have too much (noise, or the aliases of blocks).
     (B3) spectrum distance: the root mean square of (B2) over the bands (0 for identical spectra).
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .analysis import radial_power_spectrum
+from .spectrum import radial_power_spectrum
 
 
 def _check_images(images: Tensor, name: str) -> Tensor:
