@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import socket
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,17 +47,30 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def from_hub(name: str, cache_dir: Path) -> datasets.DatasetDict:
     """``datasets.load_dataset(name)``, offline at once (local cache only) when the hub is unreachable."""
     import datasets
-    from huggingface_hub import constants
-    online, saved = _hub_reachable(), (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
-    if not online:  # offline mode for this call: `load_dataset` uses the local cache or fails at once
-        datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+
+    online = _hub_reachable()
     try:
-        return datasets.load_dataset(name, cache_dir=str(cache_dir / "hf"))
+        with hub_offline(not online):  # offline: `load_dataset` uses the local cache or fails at once
+            return datasets.load_dataset(name, cache_dir=str(cache_dir / "hf"))
     except Exception as e:
         why, fix = (("the hub could not load it", "check the hub name (owner/dataset)") if online else (
             "not a local folder, not a known offline dataset, and the hub is unreachable",
             "give an image folder, dataset=fashion_mnist, or a hub name on a machine with network access"))
         raise FileNotFoundError(f"dataset {name!r}: {why}; {fix} ({type(e).__name__}: {e})") from e
+
+
+@contextmanager
+def hub_offline(offline: bool) -> Iterator[None]:
+    """Inside the block, ``datasets``' and ``huggingface_hub``'s offline flags are on if ``offline`` (else as they
+    were); after it, both are what they were before, whatever happened inside."""
+    import datasets
+    from huggingface_hub import constants
+
+    saved = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
     finally:
         datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
 
