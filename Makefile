@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
 .DEFAULT_GOAL := help
-.PHONY: help install data demo demo-ddpm test test-slow benchmark clean
+.PHONY: help install data demo demo-ddpm test test-slow benchmark bench-gpu clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-11s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test-slow: data ## Run the slow tests (training runs, multi-process)
 
 benchmark: data ## Compare DDPM, SSD and SD: FLOPs, speed, FID/KID (PRESET=quick|standard|full)
 	$(PY) -m benchmarks --preset $(or $(PRESET),quick)
+
+bench-gpu: ## On one GPU: DDPM, SSD-4L, SSD-2L at the CelebA-64 network, < 6 min (.venv's python, else python3)
+	$(if $(wildcard $(PY)),$(PY),python3) -m benchmarks gpu
 
 clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs lightning_logs .pytest_cache

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.__main__ import main
-from benchmarks.runs import RUNS, SD_ABLATION
+from benchmarks.suite.presets import RUNS, SD_ABLATION
 
 REQUIRED = ["fid", "fid_ci95", "kid", "kid_ci95", "kid_std", "num_samples", "sample_gflops_per_image",
             "train_gflops_per_image", "train_images_per_s", "sample_images_per_s", "params", "steps",
@@ -159,19 +159,20 @@ def test_sample_images_runs_under_the_precision_asked_for():
 
     import torch
 
-    from benchmarks.presets import PRESETS
-    from benchmarks.runs import build, sample_images
+    from benchmarks.suite.presets import PRESETS
+    from benchmarks.suite.runs import build, sample_images, sampling_settings
 
     torch.manual_seed(0)
     model = build("ddpm", PRESETS["smoke"])
+    sampling = sampling_settings(PRESETS["smoke"])
     dtypes = []
     model.net.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
     for precision in ("32-true", "bf16-mixed"):
-        sample_images(model, 2, 2, 0, precision, precision=precision)
+        sample_images(model, sampling, 2, 2, precision, precision=precision)
     steps = len(dtypes) // 2
     assert set(dtypes[:steps]) == {torch.float32} and set(dtypes[steps:]) == {torch.bfloat16}
     with pytest.raises(ValueError, match="'16-mixed'.*32-true, bf16-mixed"):
-        sample_images(model, 2, 2, 0, "fp16", precision="16-mixed")
+        sample_images(model, sampling, 2, 2, "fp16", precision="16-mixed")
     with pytest.raises(ValueError, match="'16-mixed'.*32-true, bf16-mixed"):  # refused before any training
         replace(PRESETS["smoke"], precision="16-mixed")
 
@@ -214,8 +215,8 @@ def test_scaling_analysis_at_64px(tmp_path):
 
 
 def test_quick_runs_the_four_compared_models_and_only_overrides_it():
-    from benchmarks.presets import PRESETS
-    from benchmarks.suite import selected_runs
+    from benchmarks.suite.presets import PRESETS
+    from benchmarks.suite.suite import selected_runs
 
     assert selected_runs(PRESETS["quick"], None, {}) == ["ddpm", "ddpm_x0", "ssd_convex", "sd_distilled"]
     assert selected_runs(PRESETS["standard"], None, {}) == list(RUNS)
@@ -228,8 +229,8 @@ def test_quick_runs_the_four_compared_models_and_only_overrides_it():
 def test_a_restart_continues_only_with_the_same_settings_and_fresh_starts_over(tmp_path):
     from dataclasses import replace
 
-    from benchmarks.presets import PRESETS
-    from benchmarks.suite import _previous
+    from benchmarks.suite.presets import PRESETS
+    from benchmarks.suite.suite import _previous
 
     p = PRESETS["smoke"]
     assert _previous(tmp_path, p, "classifier", fresh=False) is None  # nothing there yet
@@ -243,3 +244,11 @@ def test_a_restart_continues_only_with_the_same_settings_and_fresh_starts_over(t
                               (replace(p, precision="bf16-mixed"), "classifier"), (replace(p, train_seed=1), "classifier")):  # fmt: skip
         with pytest.raises(SystemExit, match="other settings.*--fresh"):
             _previous(tmp_path, preset, extractor, fresh=False)
+
+
+def test_lanczos_study_matches_the_exact_transition_noise(capsys):
+    from benchmarks.studies.lanczos import run_lanczos
+
+    r = run_lanczos(size=16, batch=2, iters=8, repeats=1)
+    assert r["rel"] < 1e-3 and r["rel_plain"] < 1e-3  # the Krylov draw agrees with the exact one at this size
+    assert min(r["exact_ms"], r["lanczos_ms"], r["plain_ms"]) > 0 and "ratio Lanczos / exact" in capsys.readouterr().out

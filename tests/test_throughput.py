@@ -4,7 +4,7 @@ import json
 import math
 
 from benchmarks.__main__ import main
-from benchmarks.throughput import MODELS
+from benchmarks.speed.throughput import MODELS
 
 
 def _positive(x) -> bool:
@@ -16,7 +16,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     res = json.loads((tmp_path / "smoke.json").read_text())
     md = (tmp_path / "smoke.md").read_text()
     assert [c["case"]["model"] for c in res["cases"]] == list(MODELS) and "a" not in res["sides"]
-    assert {"load1", "load5", "load15"} <= set(res["load_before"]) and res["hardware"]["threads"] == 1
+    assert res["load_before"] >= 0 and res["threads"] == 1 and res["hardware"]["cpu_model"]
     for c in res["cases"]:
         jobs = {(j["job"], j["path"]) for j in c["jobs"]}
         assert {("train", p) for p in c["train_paths"]} | {("sample", p) for p in c["sample_paths"]} <= jobs
@@ -33,8 +33,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
 
 
 def test_profile_step_splits_a_training_step_into_categories(tmp_path, monkeypatch):
-    from benchmarks import profile_step as module
-    from benchmarks.profile_step import CATEGORIES, category, main as profile_main, profile_step, step_flops
+    from benchmarks.speed import step_profile as module
+    from benchmarks.speed.step_profile import CATEGORIES, category, profile_step, step_flops
 
     monkeypatch.setattr(module, "native_cpu_bf16", lambda: False)  # small bf16 ceilings, as on a CPU emulating bf16
 
@@ -44,11 +44,21 @@ def test_profile_step_splits_a_training_step_into_categories(tmp_path, monkeypat
     assert ms["convolution"] > 0 and ms["optimizer"] > 0 and all(v >= 0 for v in ms.values())
     assert sum(v for k, v in ms.items() if k != "step") <= 1.5 * ms["step"]  # self times do not double count
     out = tmp_path / "profile.md"
-    profile_main(["--config", "tiny", "--model", "ddpm", "--path", "16->16", "--iters", "1", "--threads", "1",
-                  "--out", str(out)])  # fmt: skip
+    main(["profile", "--config", "tiny", "--model", "ddpm", "--path", "16->16", "--iters", "1", "--threads", "1",
+          "--out", str(out)])  # fmt: skip
     md = out.read_text()
     assert all(f"| {name} |" in md for name, _ in CATEGORIES) and "Amdahl" in md and "**step (wall-clock)**" in md
     assert "% of fp32 ceiling" in md and "conv3x3" in md and "oneDNN emulates bf16, measured at 256x256" in md
     flops = step_flops("tiny", "ddpm", "16->16")
     # tiny attends over 8 x 8 = 64 tokens: explicit matmuls (networks/attention.py), counted as matmul, not SDPA
     assert flops["convolution"] > 0 and flops["matmul"] > 0 and flops["attention"] == 0
+
+
+def test_ab_against_a_git_revision_builds_the_same_networks(tmp_path):
+    main(["throughput", "--quick", "--ref", "HEAD", "--models", "ddpm", "--out", str(tmp_path), "--name", "ab", "--threads", "1"])
+    res = json.loads((tmp_path / "ab.json").read_text())
+    assert res["sides"]["a"]["rev"] == "HEAD" and "ssd-throughput-" in res["sides"]["a"]["source"]
+    (case,) = res["cases"]
+    assert case["max_abs_diff"] and max(case["max_abs_diff"].values()) < 1e-5  # same weights, same outputs
+    assert all(_positive(j["a_s"]) and _positive(j["speedup"]) for j in case["jobs"])
+    assert "**" in (tmp_path / "ab.md").read_text()  # the paired speed-ups are printed

@@ -2,7 +2,7 @@
 
 - :func:`tree` gives a source tree for a side: ``"."`` is this checkout's working tree; any other git revision is
   exported once (``git archive``, no worktree metadata touched) to ``/tmp/ssd-throughput-<sha>``.
-- :class:`Worker` runs ``benchmarks/throughput_worker.py`` with ``PYTHONPATH`` at that tree, so the worker imports
+- :class:`Worker` runs ``benchmarks/speed/worker.py`` with ``PYTHONPATH`` at that tree, so the worker imports
   that tree's ``scale_space_diffusion``, and speaks JSON lines with it.
 - :func:`paired` summarises alternating measurements: medians per side and the paired ratio A/B per repetition
   (B's speed-up over A), with its spread. Only one worker computes at a time; the other waits on its pipe.
@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -21,29 +21,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKER = Path(__file__).resolve().parent / "throughput_worker.py"
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).resolve().parent / "worker.py"
 
 
 def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def tree(rev: str, overlay: list[str] = ()) -> tuple[Path, str]:
-    """(source tree, description) for a side: "." = the working tree, else the exported revision, with the
-    working tree's copies of the ``overlay`` paths laid over it (to time one's own files on a stable base while
-    others edit the rest of the checkout)."""
-    if overlay:
-        base, desc = tree(rev)
-        dest = Path(tempfile.mkdtemp(prefix="ssd-throughput-overlay-"))
-        shutil.copytree(base / "scale_space_diffusion", dest / "scale_space_diffusion")
-        for rel in overlay:
-            src, dst = ROOT / rel, dest / rel
-            if src.is_dir():
-                shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(src, dst)
-        return dest, f"{desc} + working-tree {', '.join(overlay)}"
+def tree(rev: str) -> tuple[Path, str]:
+    """(source tree, description) for a side: "." = the working tree, else the revision exported to /tmp."""
     if rev == ".":
         dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "scale_space_diffusion"))
         return ROOT, f"working tree at {git('rev-parse', '--short', 'HEAD')}{' + local changes' if dirty else ''}"
@@ -53,11 +40,8 @@ def tree(rev: str, overlay: list[str] = ()) -> tuple[Path, str]:
         dest.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", sha, "scale_space_diffusion"],
                                  check=True, capture_output=True).stdout  # fmt: skip
-        with tempfile.TemporaryFile() as f:
-            f.write(archive)
-            f.seek(0)
-            with tarfile.open(fileobj=f) as tar:
-                tar.extractall(dest, filter="data")
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data")
         (dest / ".complete").write_text(sha + "\n")
     return dest, f"{sha[:7]} ({git('log', '-1', '--format=%s', sha)[:60]})"
 
@@ -67,15 +51,13 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """A ``throughput_worker.py`` process importing the package from ``source``."""
+    """A ``worker.py`` process importing the package from ``source``."""
 
     def __init__(self, name: str, source: Path, threads: int, options: list[str]):
         self.name, self.source, self.options = name, source, options
         env = dict(os.environ, PYTHONPATH=str(source), THROUGHPUT_THREADS=str(threads),
                    THROUGHPUT_OPTIONS=",".join(options), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    PYTHONUNBUFFERED="1", JSONARGPARSE_DEPRECATION_WARNINGS="off")  # fmt: skip
-        if "passive" in options:  # OpenMP workers sleep at once instead of spinning (libgomp reads it at start-up)
-            env["OMP_WAIT_POLICY"] = "PASSIVE"
         self.stderr = tempfile.TemporaryFile(mode="w+")  # the worker's prints and warnings; its tail goes in errors
         self.proc = subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, text=True, env=env, cwd=tempfile.gettempdir())  # fmt: skip
@@ -108,8 +90,7 @@ class Worker:
         self.stderr.close()
 
 
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
+median = statistics.median
 
 
 @dataclass
@@ -132,8 +113,3 @@ def paired(a: list[float], b: list[float]) -> dict:
     else:
         out.update(speedup=None, speedup_min=None, speedup_max=None, reps=len(a or b))
     return out
-
-
-def load() -> dict:
-    one, five, fifteen = os.getloadavg()
-    return {"load1": one, "load5": five, "load15": fifteen}

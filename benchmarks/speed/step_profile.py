@@ -1,4 +1,4 @@
-"""``python -m benchmarks.profile_step``: where a training step's time goes, fp32 against bf16 autocast.
+"""``python -m benchmarks profile``: where a training step's time goes, fp32 against bf16 autocast.
 
 The same model and inputs as the throughput benchmark (``throughput_worker.Case``: seeded weights, a batch of t on
 one resolution path, forward + backward + AdamW), timed under ``torch.profiler``. Every op's *self* CPU time (the
@@ -11,7 +11,6 @@ ceiling: the faster of a large matmul and a large 3x3 convolution, in fp32 and i
 
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from scale_space_diffusion.metrics.flops import register_cpu_attention_flops
 from scale_space_diffusion.networks.linear import linear
 
 from .throughput import RESULTS, case_spec
-from .throughput_worker import NETS, Case
+from .worker import NETS, Case
 
 # (name, substrings of the aten op name), the first match wins. In fp32 on CPU the attention projections run as 1x1
 # convolutions (networks/linear.py) and count as convolution; attention over <= 64 tokens is explicit bmm (matmul).
@@ -107,7 +106,7 @@ def profile_step(config: str, model: str, path: str, options: list[str], iters: 
 def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int, flops: dict, peak: dict,
              emulated: bool = False) -> str:
     lines = [f"# Training step profile: {config} config, {model}, path {path}, fp32 (A) vs bf16 autocast (B)\n",
-             f"Command: `python -m benchmarks.profile_step --config {config} --model {model} --path {path} --iters {iters}`  ",
+             f"Command: `python -m benchmarks profile --config {config} --model {model} --path {path} --iters {iters}`  ",
              f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch "
              f"{torch.__version__}, oneDNN bf16 support: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}.\n",
              "| category | A ms/step | A share | B ms/step | B share | A/B |", "|---|---|---|---|---|---|"]  # fmt: skip
@@ -140,28 +139,25 @@ def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int, f
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.profile_step", description=__doc__.split("\n")[0])
+def add_arguments(p) -> None:
     p.add_argument("--config", default="authors", choices=list(NETS))
     p.add_argument("--model", default="ddpm", choices=["ddpm", "ssd", "ssd_full", "sd"])
     p.add_argument("--path", default="32->32", help="the resolution path r(t)->r(t-1), e.g. 16->16 for SSD")
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help=f"markdown file (default {RESULTS}/profile_<config>_<model>.md)")
-    args = p.parse_args(argv)
+
+
+def run(args) -> str:
     torch.set_num_threads(args.threads)
     a, b = (profile_step(args.config, args.model, args.path, opts, args.iters) for opts in ([], ["bf16"]))
     flops = step_flops(args.config, args.model, args.path)
     # Emulated bf16 runs ~1 GFLOP/s: its ceiling at full size would take minutes, and a small one reads the same.
     emulated = not native_cpu_bf16()
-    bf16_sizes = EMULATED if emulated else {}
-    peak = {"fp32": ceiling_gflops(torch.float32), "bf16": ceiling_gflops(torch.bfloat16, **bf16_sizes)}
+    peak = {"fp32": ceiling_gflops(torch.float32), "bf16": ceiling_gflops(torch.bfloat16, **(EMULATED if emulated else {}))}
     text = markdown(args.config, args.model, args.path, a, b, args.iters, flops, peak, emulated)
     out = args.out or RESULTS / f"profile_{args.config}_{args.model}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)
-
-
-if __name__ == "__main__":
-    main()
+    return text

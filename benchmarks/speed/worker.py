@@ -1,13 +1,13 @@
 """One side of the throughput A/B: builds models from *whichever* ``scale_space_diffusion`` is on PYTHONPATH and
-times them on request. Run by :mod:`benchmarks.ab` as ``python benchmarks/throughput_worker.py`` (a file path, so
-that the reference tree's ``benchmarks`` package is never imported), speaking one JSON object per line:
+times them on request. Run by :mod:`.ab` as ``python benchmarks/speed/worker.py`` (a file path, so that the
+reference tree's ``benchmarks`` package is never imported), speaking one JSON object per line:
 
     -> {"cmd": "info"} | {"cmd": "build", "case": {...}} | {"cmd": "time", "key": ..., "job": ..., "iters": n}
        | {"cmd": "check", "key": ...} | {"cmd": "flops", "key": ...} | {"cmd": "quit"}
     <- {"ok": true, ...} or {"ok": false, "error": "..."}
 
-The package API changed after c666f5b; everything version-specific is feature-detected here (``_loss``, ``_mod``,
-``_model``), so the same worker drives both trees. Self-contained: imports torch and the package only.
+The package API changed after c666f5b and after 050a661; everything version-specific is feature-detected here
+(``_mod``, ``_model``, ``Case.denoise``, ``Case.train_step``), so the same worker drives both trees. Self-contained: imports torch and the package only.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import inspect
 import json
 import math
 import os
@@ -83,159 +84,119 @@ class Case:
     """A built model with fixed inputs for every (job, path) it is timed on."""
 
     def __init__(self, spec: dict, options: list[str]):
-        self.spec, self.options = spec, set(options)
+        self.spec, self.options, self.inputs = spec, set(options), {}
         torch.manual_seed(0)
         self.model = _model(spec)
-        self.channels_last = "channels_last" in self.options
-        if self.channels_last:
+        if "channels_last" in self.options:
             self.model.to(memory_format=torch.channels_last)
         if "compile" in self.options:
             self.model.net.compile()
         opt = self.model.configure_optimizers()
         self.opt = opt["optimizer"] if isinstance(opt, dict) else opt
-        if "fused_adamw" in self.options:  # what configure_optimizers(..., fused=True) would build
-            d = self.opt.defaults
-            self.opt = torch.optim.AdamW(self.opt.param_groups, lr=d["lr"], weight_decay=d["weight_decay"], fused=True)
-        self.process = self.model.process
-        self.ladder = self.process.ladder
-        net = self.model.net
-        self.C, self.R = net.in_channels, net.image_size
-        self.batch, self.sample_batch = spec["batch"], spec["sample_batch"]
-        self.inputs: dict = {}
+        self.process, self.ladder = self.model.process, self.model.process.ladder
+        self.C, self.R, self.steps = self.model.net.in_channels, self.model.net.image_size, spec["sample_steps"]
+        self.kept = _mod("scale_space_diffusion.diffusion.sampler", "scale_space_diffusion.sampler").respaced_steps(
+            self.process, self.steps)
 
-    # -- which t each path uses ----------------------------------------------------------------
-    def train_paths(self) -> dict[str, dict]:
-        """'r_in->r_out' -> {"share": fraction of t in 0..T-1 on it, "ts": those t}."""
+    def denoise(self, x_t, t, out_res: int, labels):
+        """x0_hat as the sampler gets it: the model's Denoiser (after 050a661) or its ``denoise`` method."""
+        m = self.model
+        return (m.denoiser() if hasattr(m, "denoiser") else m.denoise)(x_t, t, out_res, labels)
+
+    def train_paths(self) -> dict[str, list[int]]:
+        """'r_in->r_out' -> the t in 0..T-1 on that path."""
         out: dict[str, list[int]] = {}
         for t in range(self.process.T):
             out.setdefault(f"{self.ladder.res(t)}->{self.ladder.res(t - 1)}", []).append(t)
-        return {k: {"share": len(v) / self.process.T, "ts": v} for k, v in out.items()}
+        return out
 
-    def sample_paths(self, steps: int) -> dict[str, dict]:
+    def sample_paths(self) -> dict[str, dict]:
         """'r(t)->r(s)' -> {"uses": jumps of the respaced sampler on it, "t": first t, "s": its s}."""
-        sampler = _mod("scale_space_diffusion.diffusion.sampler", "scale_space_diffusion.sampler")
-        kept = sampler.respaced_steps(self.process, steps)
         out: dict[str, dict] = {}
-        for t, s in zip(kept, kept[1:] + [-1]):
-            d = out.setdefault(f"{self.ladder.res(t)}->{self.ladder.res(s)}", {"uses": 0, "t": t, "s": s})
-            d["uses"] += 1
+        for t, s in zip(self.kept, self.kept[1:] + [-1]):
+            out.setdefault(f"{self.ladder.res(t)}->{self.ladder.res(s)}", {"uses": 0, "t": t, "s": s})["uses"] += 1
         return out
 
     def _format(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if "channels_last" in self.options else x
+
+    def _randn(self, g, batch: int, r: int) -> torch.Tensor:
+        return self._format(torch.randn(batch, self.C, r, r, generator=g))
 
     def train_inputs(self, path: str):
         if ("train", path) not in self.inputs:
-            g = torch.Generator().manual_seed(1)
-            ts = torch.tensor(self.train_paths()[path]["ts"])
-            trans = set(self.ladder.transitions)
-            plain = ts[[int(t) not in trans for t in ts]]
+            g, ts = torch.Generator().manual_seed(1), torch.tensor(self.train_paths()[path])
+            plain = ts[[int(t) not in set(self.ladder.transitions) for t in ts]]
             pool = plain if len(plain) else ts  # a transition path is one t; a plain path never mixes one in
-            t = pool[torch.randint(len(pool), (self.batch,), generator=g)]
-            r = int(path.split("->")[0])
-            x0 = torch.randn(self.batch, self.C, self.R, self.R, generator=g).clamp(-1, 1)
-            noise = torch.randn(self.batch, self.C, r, r, generator=g)
-            self.inputs[("train", path)] = (self._format(x0), t, self._format(noise))
+            t = pool[torch.randint(len(pool), (self.spec["batch"],), generator=g)]
+            x0 = self._randn(g, self.spec["batch"], self.R).clamp(-1, 1)
+            self.inputs[("train", path)] = (x0, t, self._randn(g, self.spec["batch"], int(path.split("->")[0])))
         return self.inputs[("train", path)]
 
     def autocast(self):
-        if "bf16" in self.options:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def loss(self, x0, t, noise) -> torch.Tensor:
-        m = self.model
-        if hasattr(m, "loss_terms"):  # after c666f5b: the model returns its terms
-            per_sample, extra = m.loss_terms(x0, t, noise, None)
-            return per_sample.mean() + sum(extra.values())
-        per_sample = m.loss_fn(m.network, m.process, x0, t, noise, None)  # c666f5b
-        return per_sample.mean() + m.auxiliary_loss(x0, "train")
+        return torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in self.options else contextlib.nullcontext()
 
     def train_step(self, path: str) -> None:
         x0, t, noise = self.train_inputs(path)
-        self.model.train()
+        m = self.model.train()
         with self.autocast():
-            loss = self.loss(x0, t, noise)
+            if hasattr(m, "loss_terms"):  # after c666f5b: the model returns its terms (after 050a661: given out_res)
+                out_res = (int(path.split("->")[1]),) if "out_res" in inspect.signature(m.loss_terms).parameters else ()
+                per_sample, extra = m.loss_terms(x0, t, noise, None, *out_res)
+                loss = per_sample.mean() + sum(extra.values())
+            else:  # c666f5b
+                loss = m.loss_fn(m.network, m.process, x0, t, noise, None).mean() + m.auxiliary_loss(x0, "train")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
 
-    def sample_inputs(self, path: str, steps: int):
-        if ("sample", path) not in self.inputs:
-            p = self.sample_paths(steps)[path]
-            r = self.ladder.res(p["t"])
-            g = torch.Generator().manual_seed(2)
-            x = torch.randn(self.sample_batch, self.C, r, r, generator=g)
-            z = torch.randn(self.sample_batch, self.C, self.ladder.res(p["s"]), self.ladder.res(p["s"]), generator=g)
-            self.inputs[("sample", path)] = (self._format(x), p["t"], p["s"], self._format(z))
-        return self.inputs[("sample", path)]
-
     @torch.no_grad()
     def reverse_step(self, x, t: int, s: int, z) -> torch.Tensor:
         """One ancestral step as both trees' samplers take it: denoise, clip, exact posterior mean and noise."""
-        t_batch = torch.full((len(x),), t, dtype=torch.long)
         with self.autocast():
-            x0_hat = self.model.denoise(x, t_batch, self.ladder.res(s), None)
-        x0_hat = x0_hat.float().clamp(-1, 1)
-        mean = self.process.posterior_mean(x, x0_hat, t, s)
+            x0_hat = self.denoise(x, torch.full((len(x),), t, dtype=torch.long), self.ladder.res(s), None)
+        mean = self.process.posterior_mean(x, x0_hat.float().clamp(-1, 1), t, s)
         return mean if s < 0 else mean + self.process.posterior_noise(z, t, s)
 
-    def sample_step(self, path: str, steps: int) -> None:
-        self.model.eval()
-        x, t, s, z = self.sample_inputs(path, steps)
-        self.reverse_step(x, t, s, z)
+    def sample_inputs(self, path: str):
+        if ("sample", path) not in self.inputs:
+            p, g = self.sample_paths()[path], torch.Generator().manual_seed(2)
+            x = self._randn(g, self.spec["sample_batch"], self.ladder.res(p["t"]))
+            self.inputs[("sample", path)] = (x, p["t"], p["s"], self._randn(g, len(x), self.ladder.res(p["s"])))
+        return self.inputs[("sample", path)]
 
-    @torch.no_grad()
-    def sample_ladder(self, steps: int) -> None:
-        """The whole respaced ladder, end to end (fixed noise per jump shape)."""
+    def run(self, job: str, path: str | None) -> None:
+        if job == "train":
+            return self.train_step(path)
         self.model.eval()
-        sampler = _mod("scale_space_diffusion.diffusion.sampler", "scale_space_diffusion.sampler")
-        kept = sampler.respaced_steps(self.process, steps)
-        g = torch.Generator().manual_seed(3)
-        x = torch.randn(self.sample_batch, self.C, self.ladder.res(kept[0]), self.ladder.res(kept[0]), generator=g)
-        for t, s in zip(kept, kept[1:] + [-1]):
+        if job == "sample":
+            self.reverse_step(*self.sample_inputs(path))
+            return
+        g = torch.Generator().manual_seed(3)  # job "ladder": the whole respaced ladder, end to end
+        x = torch.randn(self.spec["sample_batch"], self.C, self.ladder.res(self.kept[0]), self.ladder.res(self.kept[0]), generator=g)
+        for t, s in zip(self.kept, self.kept[1:] + [-1]):
             z = torch.zeros(len(x), self.C, self.ladder.res(s), self.ladder.res(s)) if s >= 0 else None
             x = self.reverse_step(self._format(x), t, s, z)
 
-    def run(self, job: str, path: str | None, steps: int) -> None:
-        if job == "train":
-            self.train_step(path)
-        elif job == "sample":
-            self.sample_step(path, steps)
-        elif job == "ladder":
-            self.sample_ladder(steps)
-        else:
-            raise ValueError(f"unknown job {job!r}")
-
-    # -- checks ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def outputs(self, steps: int) -> dict[str, list[float]]:
+    def outputs(self) -> dict[str, list[float]]:
         """The denoiser's output on every sampling path for fixed inputs, before any training step: both trees
         must agree to float tolerance (same weights by construction, see ``_seeded_weights``)."""
         self.model.eval()
         out = {}
-        for path in self.sample_paths(steps):
-            x, t, s, _ = self.sample_inputs(path, steps)
-            t_batch = torch.full((len(x),), t, dtype=torch.long)
+        for path in self.sample_paths():
+            x, t, s, _ = self.sample_inputs(path)
             with self.autocast():
-                y = self.model.denoise(x[:2], t_batch[:2], self.ladder.res(s), None)
+                y = self.denoise(x[:2], torch.full((2,), t, dtype=torch.long), self.ladder.res(s), None)
             out[path] = y.float().flatten().tolist()
         return out
 
-    def flops(self, steps: int) -> dict:
+    def flops(self) -> dict:
         mf = _mod("scale_space_diffusion.metrics.model_flops", "scale_space_diffusion.model_flops")
-        train = mf.training_flops_breakdown(self.model)
-        sample = mf.sampling_flops(self.model, steps, trace=False)
+        train, sample = mf.training_flops_breakdown(self.model), mf.sampling_flops(self.model, self.steps, trace=False)
         return {"train": {k: v["flops"] for k, v in train["paths"].items()}, "train_total": train["flops"],
                 "sample": {k: v["denoise_flops"] + v["posterior_flops"] for k, v in sample["paths"].items()},
                 "sample_total": sample["flops"]}  # fmt: skip
-
-
-def info() -> dict:
-    import scale_space_diffusion
-
-    return {"package": os.path.dirname(scale_space_diffusion.__file__), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": sys.version.split()[0]}  # fmt: skip
 
 
 def retain_freed_memory() -> None:
@@ -243,7 +204,7 @@ def retain_freed_memory() -> None:
     (it needs torch only), so that a reference tree that predates it gets the same allocator settings."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scale_space_diffusion", "cpu.py")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scale_space_diffusion", "cpu.py")
     spec = importlib.util.spec_from_file_location("_ssd_cpu", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -251,59 +212,50 @@ def retain_freed_memory() -> None:
         raise RuntimeError("option malloc: glibc's mallopt refused the settings (or this is not glibc)")
 
 
+def reply(msg: dict, cases: dict) -> dict:
+    cmd, case = msg["cmd"], cases.get(msg.get("key"))
+    if cmd == "info":
+        import scale_space_diffusion
+
+        return {"package": os.path.dirname(scale_space_diffusion.__file__), "torch": torch.__version__}
+    if cmd == "build":
+        case = cases[msg["key"]] = Case(msg["case"], [o for o in os.environ.get("THROUGHPUT_OPTIONS", "").split(",") if o])
+        return {"train_paths": {k: len(v) / case.process.T for k, v in case.train_paths().items()},
+                "sample_paths": {k: v["uses"] for k, v in case.sample_paths().items()},
+                "params": sum(p.numel() for p in case.model.net.parameters())}  # fmt: skip
+    if cmd == "time":
+        walls = []
+        for _ in range(msg["iters"]):
+            start = time.perf_counter()
+            case.run(msg["job"], msg.get("path"))
+            walls.append(time.perf_counter() - start)
+        return {"wall": walls}
+    if cmd in ("check", "flops"):
+        return {"outputs": case.outputs()} if cmd == "check" else case.flops()
+    if cmd == "drop":
+        cases.pop(msg["key"], None)
+        return {}
+    raise ValueError(f"unknown command {cmd!r}")
+
+
 def main() -> None:
-    threads = int(os.environ.get("THROUGHPUT_THREADS", "2"))
-    torch.set_num_threads(threads)
-    options = [o for o in os.environ.get("THROUGHPUT_OPTIONS", "").split(",") if o]
-    if "malloc" in options:
+    torch.set_num_threads(int(os.environ.get("THROUGHPUT_THREADS", "2")))
+    if "malloc" in os.environ.get("THROUGHPUT_OPTIONS", "").split(","):
         retain_freed_memory()
-    out = sys.stdout
-    sys.stdout = sys.stderr  # anything the package prints goes to stderr; stdout is the protocol
+    out, sys.stdout = sys.stdout, sys.stderr  # anything the package prints goes to stderr; stdout is the protocol
     import warnings
 
     warnings.filterwarnings("ignore")
     cases: dict[str, Case] = {}
     for line in sys.stdin:
         msg = json.loads(line)
+        if msg["cmd"] == "quit":
+            break
         try:
-            cmd = msg["cmd"]
-            if cmd == "quit":
-                break
-            if cmd == "info":
-                reply = info()
-            elif cmd == "build":
-                start = time.perf_counter()
-                case = cases[msg["key"]] = Case(msg["case"], options)
-                steps = msg["case"]["sample_steps"]
-                reply = {"seconds": time.perf_counter() - start,
-                         "train_paths": {k: v["share"] for k, v in case.train_paths().items()},
-                         "sample_paths": {k: v["uses"] for k, v in case.sample_paths(steps).items()},
-                         "params": sum(p.numel() for p in case.model.net.parameters()),
-                         "param_sum": float(sum(p.double().sum() for p in case.model.net.parameters()))}  # fmt: skip
-            elif cmd == "time":
-                case = cases[msg["key"]]
-                walls, cpus = [], []
-                for _ in range(msg["iters"]):
-                    w, c = time.perf_counter(), time.process_time()
-                    case.run(msg["job"], msg.get("path"), case.spec["sample_steps"])
-                    walls.append(time.perf_counter() - w)
-                    cpus.append(time.process_time() - c)
-                reply = {"wall": walls, "cpu": cpus}
-            elif cmd == "check":
-                case = cases[msg["key"]]
-                reply = {"outputs": case.outputs(case.spec["sample_steps"])}
-            elif cmd == "flops":
-                case = cases[msg["key"]]
-                reply = case.flops(case.spec["sample_steps"])
-            elif cmd == "drop":
-                cases.pop(msg["key"], None)
-                reply = {}
-            else:
-                raise ValueError(f"unknown command {cmd!r}")
-            reply["ok"] = True
+            answer = {**reply(msg, cases), "ok": True}
         except Exception as e:  # noqa: BLE001 - reported to the driver, which decides
-            reply = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-        out.write(json.dumps(reply) + "\n")
+            answer = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        out.write(json.dumps(answer) + "\n")
         out.flush()
 
 

@@ -68,7 +68,7 @@ def markdown(c: dict, n: int) -> str:
 
 
 def plot(c: dict, path: Path) -> None:
-    from .plots import plt
+    from ..figure import plt, save
 
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     ax.plot(c["t"], c["pixels_ddpm"], label="signal-dominated pixels, DDPM x_t")
@@ -83,8 +83,7 @@ def plot(c: dict, path: Path) -> None:
     ax.set_title("How much of x_t is signal, vs the information each ladder level keeps", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, tight=False)
 
 
 def run_hierarchy(out: Path, num_images: int = 1000, idx_dir: str | None = None, data_cache_dir: str | None = None) -> dict:

@@ -1,6 +1,6 @@
 """Time the exact transition noise against a 40-iteration Lanczos approximation (as the authors' code).
 
-    python -m benchmarks.exact_vs_lanczos [--size 64] [--batch 16] [--iters 40] [--repeats 20]
+    python -m benchmarks lanczos [--size 64] [--batch 16] [--iters 40] [--repeats 20]
 
 Both draw Sigma^{1/2} z for Sigma = sigma_s^2 (I - rho c^2 R^T R) at the transition into ``size``
 px (R: bilinear 2x). Lanczos builds a k-dimensional Krylov basis of A = I - rho c^2 R^T R from z
@@ -9,7 +9,6 @@ and returns ||z|| V sqrt(T_k) e_1, with and without full reorthogonalisation.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -50,43 +49,35 @@ def lanczos_sqrt(apply_A, z: torch.Tensor, k: int, reorth: bool = True) -> torch
     return out.reshape(shape)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--iters", type=int, default=40)
-    p.add_argument("--repeats", type=int, default=20)
-    a = p.parse_args(argv)
+def run_lanczos(size: int = 64, batch: int = 16, iters: int = 40, repeats: int = 20) -> dict[str, float]:
+    """Milliseconds per draw (exact, Lanczos reorthogonalised, plain) and the Lanczos draws' relative differences."""
     T = 1000
-    proc = ScaleSpaceProcess(NoiseSchedule.make("linear", T), ResolutionLadder(a.size, 4, T), Resize("bilinear"))
+    proc = ScaleSpaceProcess(NoiseSchedule.make("linear", T), ResolutionLadder(size, 4, T), Resize("bilinear"))
     t = proc.ladder.transitions[0]  # into the top resolution
     s = t - 1
     a_t, sig_t = (float(v) for v in proc.schedule.a_sigma(t))
     a_s, sig_s = (float(v) for v in proc.schedule.a_sigma(s))
     rc2 = (sig_s**2 / sig_t**2) * (a_t / a_s) ** 2
     R, small = proc.resize, proc.ladder.res(t)
-    apply_A = lambda v: v - rc2 * R.adjoint(R.down(v, small), a.size)  # noqa: E731
-    z = torch.randn(a.batch, 3, a.size, a.size, generator=torch.Generator().manual_seed(0))
+    apply_A = lambda v: v - rc2 * R.adjoint(R.down(v, small), size)  # noqa: E731
+    z = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
 
     def timed(fn):
         fn()  # warm-up (builds and caches the eigendecomposition for the exact path)
         start = time.perf_counter()
-        for _ in range(a.repeats):
+        for _ in range(repeats):
             out = fn()
-        return out, (time.perf_counter() - start) / a.repeats
+        return out, (time.perf_counter() - start) / repeats
 
     exact, t_exact = timed(lambda: proc.posterior_noise(z, t))
-    approx, t_lanczos = timed(lambda: sig_s * lanczos_sqrt(apply_A, z, a.iters))
-    plain, t_plain = timed(lambda: sig_s * lanczos_sqrt(apply_A, z, a.iters, reorth=False))
+    approx, t_lanczos = timed(lambda: sig_s * lanczos_sqrt(apply_A, z, iters))
+    plain, t_plain = timed(lambda: sig_s * lanczos_sqrt(apply_A, z, iters, reorth=False))
     rel = ((approx - exact).norm() / exact.norm()).item()
     rel_plain = ((plain - exact).norm() / exact.norm()).item()
-    print(f"transition t={t} ({small}->{a.size}px), batch {a.batch}x3 channels, torch {torch.__version__}, "
+    print(f"transition t={t} ({small}->{size}px), batch {batch}x3 channels, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
     print(f"exact (eigenbasis):   {1e3 * t_exact:8.2f} ms per draw")
-    print(f"Lanczos, {a.iters} iters, reorthogonalised: {1e3 * t_lanczos:8.2f} ms per draw (relative difference {rel:.2e})")
-    print(f"Lanczos, {a.iters} iters, plain:            {1e3 * t_plain:8.2f} ms per draw (relative difference {rel_plain:.2e})")
+    print(f"Lanczos, {iters} iters, reorthogonalised: {1e3 * t_lanczos:8.2f} ms per draw (relative difference {rel:.2e})")
+    print(f"Lanczos, {iters} iters, plain:            {1e3 * t_plain:8.2f} ms per draw (relative difference {rel_plain:.2e})")
     print(f"ratio Lanczos / exact: {t_lanczos / t_exact:.1f}x reorthogonalised, {t_plain / t_exact:.1f}x plain")
-
-
-if __name__ == "__main__":
-    main()
+    return {"exact_ms": 1e3 * t_exact, "lanczos_ms": 1e3 * t_lanczos, "plain_ms": 1e3 * t_plain, "rel": rel, "rel_plain": rel_plain}

@@ -72,7 +72,7 @@ def paper_comparison(rows: list[dict]) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    from .plots import plt
+    from ..figure import plt, save
 
     sizes = sorted({r["size"] for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
@@ -89,8 +89,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6, ncol=2)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, tight=False)
 
 
 def markdown(rows: list[dict], paper: list[dict]) -> str:

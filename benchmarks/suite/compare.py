@@ -68,7 +68,7 @@ def compare(a_path: Path, b_path: Path, out: Path) -> Path:
 
 
 def _loss_plot(shared: list[tuple[dict, dict]], la: str, lb: str, path: Path) -> None:
-    from .plots import plt
+    from ..figure import plt, save
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (ra, rb) in enumerate(shared):
@@ -81,6 +81,4 @@ def _loss_plot(shared: list[tuple[dict, dict]], la: str, lb: str, path: Path) ->
     ax.set_ylabel("training loss (window mean)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)

@@ -36,13 +36,13 @@ def newest_run(root: Path = DEMO_SAMPLES) -> Path:
 
 def sample_checkpoint(ckpt: str, n: int = NUM) -> torch.Tensor:
     """``n`` images as ``ssd predict`` draws them: image i from a generator seeded by (sampling.seed, i)."""
-    from scale_space_diffusion.diffusion.rng import sample_generators
+    from scale_space_diffusion.diffusion.rng import image_noise
     from scale_space_diffusion.images import to_uint8
     from scale_space_diffusion.io.loading import load_model
 
     model = load_model(ckpt)
     idx = torch.arange(n)
-    return to_uint8(model.sample(sample_generators(model.sampling.seed, idx), model.sample_labels(idx), progress=True)).cpu()
+    return to_uint8(model.sample(image_noise(model.sampling.seed, idx), model.sample_labels(idx), progress=True)).cpu()
 
 
 def score_demo(images: torch.Tensor, judge, train_images: torch.Tensor) -> dict:

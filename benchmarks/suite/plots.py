@@ -6,15 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from scale_space_diffusion.diffusion.ladder import ResolutionLadder
 
-from scale_space_diffusion.diffusion.ladder import ResolutionLadder  # noqa: E402
-
-from .runs import SD_ABLATION  # noqa: E402
+from ..figure import plt, save
+from .presets import SD_ABLATION
 
 
 def _err(points: list[dict]) -> np.ndarray:
@@ -38,10 +36,7 @@ def _finish(fig, ax, results: dict, n: int, path: Path) -> Path:
         ax.axhline(floor, color="grey", ls=":", lw=1, label=f"real train vs test, N = {n}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def pareto(results: dict, path: Path) -> Path:
@@ -115,9 +110,7 @@ def sample_grids(runs: list[dict], path: Path, per_side: int = 4) -> Path:
             canvas[y * (h + 1) : y * (h + 1) + h, x * (w + 1) : x * (w + 1) + w] = imgs[i]
         ax.imshow(canvas, interpolation="nearest")
         ax.set_title(f"{r['run']}\nFID {r['fid']:.4g}", fontsize=9)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, tight=False)
 
 
 def ladder(path: Path, image_size: int = 32, num_levels: int = 3, T: int = 1000) -> Path:
@@ -135,10 +128,7 @@ def ladder(path: Path, image_size: int = 32, num_levels: int = 3, T: int = 1000)
     ax.set_title(f"SSD resolution ladder, {num_levels} levels, T = {T}")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def sd_ablation_spectrum(results: dict, path: Path) -> Path | None:
@@ -166,10 +156,7 @@ def sd_ablation_spectrum(results: dict, path: Path) -> Path | None:
         ax.legend(fontsize=7)
     a.set_title("Frequency bias: radial power spectrum", fontsize=9)
     b.set_title("ratio to real (below 1: missing power)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def all_plots(results: dict, out: Path) -> list[str]:

@@ -1,8 +1,22 @@
-"""What each preset trains, samples and scores. Every run of a preset shares these numbers."""
+"""What each preset trains, samples and scores (every run of a preset shares these numbers), and the runs."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+
+RUNS = {  # the suite's runs, in its order: name -> what it is
+    "ddpm": "DDPM, eps-prediction, ADM UNet (the reference, and the SD teacher)",
+    "ddpm_x0": "DDPM-x0: SSD with 1 level (x0-prediction, min-SNR-5 weights), same backbone",
+    "ssd_convex": "SSD, 3 levels, convex-0.5 ladder, Flexi-UNet",
+    "ssd_equal": "SSD, 3 levels, equal ladder, Flexi-UNet",
+    "ssd_full_unet": "SSD, 3 levels, convex-0.5, full UNet at every step (ablation)",
+    "sd_distilled": "Spectral Diffusion: slim wavelet-gated UNet, distilled from the ddpm run (full SD)",
+    "sd_plain": "the same gated slim net, no teacher (+gating)",
+    "sd_nogate_distilled": "slim UNet without gates, distilled (+spectral loss)",
+    "sd_nogate": "slim UNet without gates, no teacher (plain slim)",
+}
+SD_ABLATION = {"plain slim": "sd_nogate", "+gating": "sd_plain", "+spectral loss": "sd_nogate_distilled",
+               "full SD": "sd_distilled"}  # fmt: skip
 
 OLDER_DEFAULTS = {"precision": "32-true", "train_seed": None}  # preset fields added later, as older results ran them
 PRECISIONS = ("32-true", "bf16-mixed")  # Lightning's names; bf16-mixed also samples under bf16 autocast
@@ -74,11 +88,8 @@ class Preset:
 # standard: every run, the ablations included, 5000 samples each; 104 min on 2 CPU cores (measured 2026-12-02,
 # estimated beforehand at 110 from the quick run's stage timings).
 STANDARD = Preset("standard")
-QUICK = replace(  # <= 25 min on 2 CPU cores, low-sample: the four models the package compares, no ablations
-    # (23 min measured, the classifier trained in the run). Width 18: the narrowest backbone whose 1/3-width SD student has >= 8x
-    # fewer MACs (16/6 gives 6.9x). Measured at 1000 steps and 25 DDIM steps: the ddpm run alone took 8.6 min (fit 326 s, sampling 109 s, curves 80 s), about
-    # 32 min for the four; DDPM FID 30.8/27.2/17.6 at 25/50/100 % of the steps (300 samples). Hence 800 steps, the
-    # main table at 10 DDIM steps (25 on the Pareto plot) and one checkpoint during training.
+QUICK = replace(  # <= 25 min on 2 CPU cores (23 measured), low-sample: the four models the package compares. Width 18:
+    # the narrowest whose 1/3-width SD student has >= 8x fewer MACs. At 1000 steps the ddpm run alone took 8.6 min.
     STANDARD, name="quick", model_channels=18, slim_channels=6, steps=800, batch_size=32, ema_start_step=100,
     checkpoints=(0.5,), budget_runs=("ssd_convex",), max_extend=1.5, num_samples=1000, curve_samples=300,
     sample_steps=10, pareto_steps=(5, 10, 25), pareto_ancestral=(), sample_batch=250, resamples=300,

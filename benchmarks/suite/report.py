@@ -1,16 +1,18 @@
 """results.md: the main table (between the markers the README copies), the reference rows, which differences the
-intervals separate, FID at equal training FLOPs and wall-clock, the Pareto points, the SD ablation, every choice."""
+intervals separate, FID at equal training FLOPs and wall-clock, the Pareto points, the SD ablation, every choice;
+and ``python -m benchmarks readme``, which copies that table into README.md."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from scale_space_diffusion.metrics.intervals import rank_by_intervals, separable
 
-from .presets import recorded_preset
-from .runs import SD_ABLATION
+from .presets import SD_ABLATION, recorded_preset
 
 TABLE_START, TABLE_END = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
+_BLOCK = re.compile(re.escape(TABLE_START) + r"\n(.*?)" + re.escape(TABLE_END), re.S)
 PAIRS = [  # (a, b, what the difference isolates)
     ("ddpm_x0", "ddpm", "the parameterisation (x0 + min-SNR vs eps), same backbone and steps"),
     ("ssd_convex", "ddpm_x0", "the resolution ladder (3 levels vs 1), same parameterisation"),
@@ -216,3 +218,19 @@ def markdown(results: dict) -> str:
         "\n## Plots\n", *[f"- `{name}`" for name in results.get("plots", [])],
     ]  # fmt: skip
     return "\n".join(parts) + "\n"
+
+
+def update_readme(results: Path, readme: Path) -> str:
+    """Replace the README's table block with the one in ``results`` (a results.md); returns a one-line summary."""
+    found, text = _BLOCK.search(Path(results).read_text()), Path(readme).read_text()
+    for path, match in ((results, found), (readme, _BLOCK.search(text))):
+        if match is None:
+            raise SystemExit(f"error: {path} has no {TABLE_START} ... {TABLE_END} block")
+    try:
+        source = Path(results).resolve().relative_to(Path(readme).resolve().parent)
+    except ValueError:
+        source = Path(results)
+    new = (f"{TABLE_START}\n<!-- generated from {source} by `python -m benchmarks readme`; do not edit -->\n"
+           f"{found.group(1).strip(chr(10))}\n{TABLE_END}")
+    Path(readme).write_text(_BLOCK.sub(lambda _: new, text, count=1))
+    return f"Wrote the table of {source} into {readme}"

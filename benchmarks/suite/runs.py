@@ -7,8 +7,6 @@ Diffusion students share the slim width (8-18x fewer MACs than their teacher, th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -17,29 +15,15 @@ import torch
 from tqdm.auto import tqdm
 
 from scale_space_diffusion import DDPM, FlexiUNet, ScaleSpaceDiffusion, SpectralDiffusion, SpectralUNet, UNet
-from scale_space_diffusion.diffusion.rng import sample_generators
+from scale_space_diffusion.diffusion.rng import image_noise
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 from scale_space_diffusion.images import save_grid, save_png, to_uint8
 from scale_space_diffusion.models.base import DiffusionModule
 from scale_space_diffusion.models.settings import Optimization, Sampling
 
-from .presets import PRECISIONS, Preset
+from ..machine import load
+from .presets import PRECISIONS, RUNS, Preset
 
-RUNS = ("ddpm", "ddpm_x0", "ssd_convex", "ssd_equal", "ssd_full_unet", "sd_distilled", "sd_plain",
-        "sd_nogate_distilled", "sd_nogate")  # fmt: skip
-DESCRIPTIONS = {
-    "ddpm": "DDPM, eps-prediction, ADM UNet (the reference, and the SD teacher)",
-    "ddpm_x0": "DDPM-x0: SSD with 1 level (x0-prediction, min-SNR-5 weights), same backbone",
-    "ssd_convex": "SSD, 3 levels, convex-0.5 ladder, Flexi-UNet",
-    "ssd_equal": "SSD, 3 levels, equal ladder, Flexi-UNet",
-    "ssd_full_unet": "SSD, 3 levels, convex-0.5, full UNet at every step (ablation)",
-    "sd_distilled": "Spectral Diffusion: slim wavelet-gated UNet, distilled from the ddpm run (full SD)",
-    "sd_plain": "the same gated slim net, no teacher (+gating)",
-    "sd_nogate_distilled": "slim UNet without gates, distilled (+spectral loss)",
-    "sd_nogate": "slim UNet without gates, no teacher (plain slim)",
-}
-SD_ABLATION = {"plain slim": "sd_nogate", "+gating": "sd_plain", "+spectral loss": "sd_nogate_distilled",
-               "full SD": "sd_distilled"}  # fmt: skip
 _SSD = {  # run -> ScaleSpaceDiffusion arguments
     "ddpm_x0": dict(num_levels=1, ladder_schedule="convex", unet_mode="flexi"),
     "ssd_convex": dict(num_levels=3, ladder_schedule="convex", unet_mode="flexi"),
@@ -83,15 +67,6 @@ def build(name: str, p: Preset, teacher: str | None = None) -> DiffusionModule:
         net = SpectralUNet(**net_kwargs(p, p.slim_channels), gating=gating)
         return SpectralDiffusion(net, teacher=teacher if distil else None, **common)
     raise ValueError(f"unknown run {name!r}; choose from {', '.join(RUNS)}")
-
-
-def set_sampler(model: DiffusionModule, sampler: str, steps: int) -> DiffusionModule:
-    model.sampling = dataclasses.replace(model.sampling, sampler=sampler, eta=0.0, steps=steps)
-    return model
-
-
-def load() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 class StepTimer(L.Callback):
@@ -208,27 +183,25 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
     raise ValueError(f"precision {precision!r} is not benchmarked; use one of {', '.join(PRECISIONS)}")
 
 
-def sample_images(model: DiffusionModule, n: int, batch: int, seed: int, desc: str,
-                  out: Path | None = None, precision: str = "32-true") -> tuple[torch.Tensor, float, float]:  # fmt: skip
-    """uint8 (n, C, S, S) from ``model``'s sampler (under ``precision``'s autocast), image i from a generator
-    seeded by (seed, i); PNGs ``out/000000.png``... when ``out`` is given. Returns (images, wall-clock and
+def sample_images(model: DiffusionModule, sampling: Sampling, n: int, batch: int, desc: str, out: Path | None = None,
+                  precision: str = "32-true") -> tuple[torch.Tensor, float, float]:  # fmt: skip
+    """uint8 (n, C, S, S) from ``model`` with ``sampling`` (under ``precision``'s autocast), image i from a generator
+    seeded by (sampling.seed, i); PNGs ``out/000000.png``... when ``out`` is given. Returns (images, wall-clock and
     process CPU seconds in ``model.sample``, PNG writing excluded)."""
     dev = device()
     model.to(dev).eval()
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
     seconds, cpu, images = 0.0, 0.0, []
     for chunk in tqdm(torch.arange(n).split(batch), desc=desc, unit="batch"):
         start, cpu_start = time.perf_counter(), time.process_time()
         with autocast(precision):
-            x = model.sample(sample_generators(seed, chunk), model.sample_labels(chunk))
+            x = model.sample(image_noise(sampling.seed, chunk), model.sample_labels(chunk), sampling=sampling)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds += time.perf_counter() - start
         cpu += time.process_time() - cpu_start
-        x = to_uint8(x).cpu()
-        images.append(x)
-        for i, image in zip(chunk.tolist(), x) if out is not None else ():
+        images.append(to_uint8(x).cpu())
+        for i, image in zip(chunk.tolist(), images[-1]) if out is not None else ():
+            out.mkdir(parents=True, exist_ok=True)
             save_png(image, out / f"{i:06d}.png")
     model.cpu()
     return torch.cat(images), seconds, cpu

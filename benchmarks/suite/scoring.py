@@ -16,16 +16,17 @@ from scale_space_diffusion.metrics.analysis import radial_power_spectrum
 from scale_space_diffusion.metrics.model_flops import sampling_flops
 from scale_space_diffusion.io.loading import load_model
 
+from ..machine import load
 from .presets import Preset
 from .quality import Judge
-from .runs import load, sample_images, set_sampler, write_grid
+from .runs import sample_images, sampling_settings, write_grid
 
 SPECTRUM_IMAGES = 1000  # images per radial power spectrum
 
 
-def counted_flops(model, steps: int, trace: bool = True, cache: dict | None = None) -> dict:
-    """Sampling FLOPs of ``model``'s sampler, counted per path and (``trace``) by tracing the sampler, checked equal."""
-    f = sampling_flops(model, steps, trace=trace, cache=cache)
+def counted_flops(model, sampling, trace: bool = True, cache: dict | None = None) -> dict:
+    """FLOPs of ``model``'s sampling with ``sampling``, counted per path and (``trace``) by tracing it, checked equal."""
+    f = sampling_flops(model, trace=trace, cache=cache, sampling=sampling)
     if trace and f["flops_traced"] != f["flops"]:
         raise AssertionError(f"traced sampling FLOPs {f['flops_traced']} != per-path {f['flops']}")
     return f
@@ -44,12 +45,11 @@ def flop_caches() -> dict[str, dict]:
 
 def score_main(model, name: str, p: Preset, judge: Judge, run_dir: Path, caches: dict) -> tuple[dict, torch.Tensor]:
     """The end-of-training set: ``num_samples`` PNGs with the main sampler, its grid, features and scores."""
-    set_sampler(model, p.sampler, p.sample_steps)
-    start = time.perf_counter()
-    flops = counted_flops(model, p.sample_steps, cache=caches[p.sampler])
+    sampling, start = sampling_settings(p), time.perf_counter()
+    flops = counted_flops(model, sampling, cache=caches[p.sampler])
     flops_s = time.perf_counter() - start
     sample_load = load()
-    images, seconds, cpu = sample_images(model, p.num_samples, p.sample_batch, p.run_seed,
+    images, seconds, cpu = sample_images(model, sampling, p.num_samples, p.sample_batch,
                                          f"{name}: sampling {p.num_samples} images", run_dir / "samples", p.precision)  # fmt: skip
     write_grid(images, run_dir / "grid.png")
     start = time.perf_counter()
@@ -88,9 +88,8 @@ def score_checkpoints(saved: list[dict], name: str, p: Preset, judge: Judge, mai
         if c["step"] == p.steps:
             feats = main_features[:n]
         else:
-            model = set_sampler(load_model(c["path"]), p.sampler, p.sample_steps)
-            images, *_ = sample_images(model, n, p.sample_batch, p.run_seed, f"{name}: step {c['step']}, {n} images",
-                                       precision=p.precision)
+            images, *_ = sample_images(load_model(c["path"]), sampling_settings(p), n, p.sample_batch,
+                                       f"{name}: step {c['step']}, {n} images", precision=p.precision)
             feats = judge.features(images, f"{name}: features")
         points.append(_curve_point(judge, feats, **extra))
     return points
@@ -105,15 +104,14 @@ def score_pareto(model, name: str, p: Preset, judge: Judge, main_features: torch
         settings.append((p.sampler, p.sample_steps))
     points = []
     for sampler, steps in settings:
-        set_sampler(model, sampler, steps)
-        flops = counted_flops(model, steps, trace=False, cache=caches[sampler])  # the main count was traced
+        sampling = sampling_settings(p, sampler, steps)
+        flops = counted_flops(model, sampling, trace=False, cache=caches[sampler])  # the main count was traced
         if (sampler, steps) == (p.sampler, p.sample_steps):
             feats = main_features[:n]
         else:
-            images, *_ = sample_images(model, n, p.sample_batch, p.run_seed, f"{name}: {sampler} {steps} steps, {n} images",
+            images, *_ = sample_images(model, sampling, n, p.sample_batch, f"{name}: {sampler} {steps} steps, {n} images",
                                        precision=p.precision)
             feats = judge.features(images, f"{name}: features")
         points.append(_curve_point(judge, feats, sampler=sampler, eta=0.0 if sampler == "ddim" else 1.0,
                                    requested_steps=steps, steps=flops["num_steps"], sample_gflops_per_image=flops["gflops"]))  # fmt: skip
-    set_sampler(model, p.sampler, p.sample_steps)
     return points

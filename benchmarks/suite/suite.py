@@ -8,7 +8,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -21,26 +20,14 @@ from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.metrics.model_flops import param_counts, training_flops_breakdown
 from scale_space_diffusion.io.loading import load_model
 
+from ..machine import hardware, load
 from . import plots, report
-from .presets import Preset, recorded_preset
+from .presets import RUNS, Preset, recorded_preset
 from .quality import Judge, check_extractor, check_labels, make_judge, reference_rows
-from .runs import DESCRIPTIONS, RUNS, build, distilled, fit, load
+from .runs import build, distilled, fit
 from .scoring import flop_caches, score_checkpoints, score_main, score_pareto, spectrum
 
 SPEED_STEPS = 20  # timed steps for a model loaded with --ckpt (its training time is unknown)
-
-
-def hardware() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
-            "torch": torch.__version__, "lightning": L.__version__, "python": platform.python_version(),
-            "platform": platform.platform()}  # fmt: skip
 
 
 def _sha1_file(path: str | Path) -> str:
@@ -130,7 +117,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
         teacher_info = {"teacher_checkpoint": str(teacher), "teacher_sha1": _sha1_file(teacher),
                         "teacher_steps": torch.load(teacher, map_location="cpu", weights_only=True).get("global_step")}  # fmt: skip
     return {
-        "run": name, "description": DESCRIPTIONS[name], "model": type(model).__name__, "network": type(model.net).__name__,
+        "run": name, "description": RUNS[name], "model": type(model).__name__, "network": type(model.net).__name__,
         "checkpoint": t["checkpoint"], "trained_here": t["trained_here"], **teacher_info, **params,
         "train_gflops_per_image": train["flops"] / 1e9, "teacher_gflops": train["teacher_flops"] / 1e9,
         "train_gflops_total_per_image": per_image,
@@ -191,7 +178,7 @@ def selected_runs(p: Preset, only: list[str] | None, ckpts: dict[str, str]) -> l
 
 def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[str, str] | None = None,
                extractor: str = "classifier", inception_weights: str | None = None,
-               cache_dir: Path = Path(__file__).parent / "cache", idx_dir: str | None = None,
+               cache_dir: Path = Path(__file__).parents[1] / "cache", idx_dir: str | None = None,
                data_cache_dir: str | None = None, fresh: bool = False, command: str | None = None) -> dict:  # fmt: skip
     """Run ``only`` (default: the preset's runs) of preset ``p``; write results.json, results.md and plots to ``out``."""
     suite_start, suite_cpu = time.perf_counter(), time.process_time()
@@ -208,7 +195,8 @@ def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[
     data.setup()
     check_labels(data, extractor)  # before any training
     results = _previous(out, p, extractor, fresh) or {"preset": p.as_dict(), "extractor": extractor, "runs": []}
-    results.update(command=command or " ".join(["python", "-m", "benchmarks", *sys.argv[1:]]), hardware=hardware())
+    results.update(command=command or " ".join(["python", "-m", "benchmarks", *sys.argv[1:]]),
+                   hardware={**hardware(), "lightning": L.__version__})
     start, cpu_start = time.perf_counter(), time.process_time()
     judge = make_judge(data, extractor, Path(cache_dir), p.classifier_epochs, p.seed, p.resamples, inception_weights)
     results.update(feature_extractor=judge.label, classifier_accuracy=judge.classifier_accuracy,
@@ -229,7 +217,7 @@ def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[
             print(f"{prefix}: finished before (results.json, {r['checkpoint']} and {r['num_samples']} samples), skipped",
                   flush=True)  # fmt: skip
             continue
-        print(f"{prefix}: {DESCRIPTIONS[name]}", flush=True)
+        print(f"{prefix}: {RUNS[name]}", flush=True)
         ddpm = by_run.get("ddpm") if "ddpm" not in ckpts else None
         record = run_one(name, p, data, judge, out, ckpts.get(name), teacher, ddpm)
         record.update(preset=p.name, hardware=results["hardware"])
