@@ -159,8 +159,13 @@ def _models_overview() -> str:
     return "\n".join(lines)
 
 
-def run(args: list[str] | None = None):
-    """Build and run the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests). Returns the LightningCLI."""
+class _Parser(Exception):
+    """Carries the parser out of LightningCLI's constructor (``run(parse_only=True)``)."""
+
+
+def run(args: list[str] | None = None, parse_only: bool = False):
+    """Build and run the CLI; ``args`` replaces ``sys.argv[1:]`` (for tests). Returns the LightningCLI, or with
+    ``parse_only`` its parser (every subcommand, nothing parsed or run: tests/test_readme.py checks commands)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
     warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
     # Resuming is exact through the data module's state (tests/test_lifecycle.py), which this warning cannot see;
@@ -171,16 +176,24 @@ def run(args: list[str] | None = None):
     from .models.base import DiffusionModule
 
     cli_class, config_saver = _cli_class()
-    return cli_class(
-        DiffusionModule,
-        ImageDataModule,
-        subclass_mode_model=True,
-        save_config_callback=config_saver,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"exit_on_error": False, **{sub: {"exit_on_error": False} for sub in NEEDS_WEIGHTS + ("fit",)}},
-        auto_configure_optimizers=False,
-        args=args,
-    )
+    if parse_only:
+        def grab(self, parser, args):
+            raise _Parser(parser)
+
+        cli_class = type("ParserOnly", (cli_class,), {"parse_arguments": grab})
+    try:
+        return cli_class(
+            DiffusionModule,
+            ImageDataModule,
+            subclass_mode_model=True,
+            save_config_callback=config_saver,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False, **{sub: {"exit_on_error": False} for sub in NEEDS_WEIGHTS + ("fit",)}},
+            auto_configure_optimizers=False,
+            args=args,
+        )
+    except _Parser as found:
+        return found.args[0]
 
 
 _REFUSALS = (ValueError, TypeError, OSError, FloatingPointError)
@@ -237,6 +250,15 @@ def export(args: list[str]) -> None:
     Args:
         args: the options after ``export``.
     """
+    opts = export_parser().parse_args(args)
+    from .io.pretrained import export_checkpoint
+
+    folder = export_checkpoint(opts.ckpt_path, opts.out, opts.weights, opts.repo_id)
+    print(f"exported {opts.ckpt_path} to {folder}" + (f" and https://huggingface.co/{opts.repo_id}" if opts.repo_id else ""))
+
+
+def export_parser():
+    """The options of ``ssd export``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="ssd export", description="Write a Lightning checkpoint as a save_pretrained folder "
@@ -247,11 +269,7 @@ def export(args: list[str]) -> None:
     parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
                         help="ema: what the model samples with (its EMA, if it has one); raw: the trained weights")  # fmt: skip
     parser.add_argument("--repo_id", help="also upload the folder to this Hugging Face Hub repo (owner/name)")
-    opts = parser.parse_args(args)
-    from .io.pretrained import export_checkpoint
-
-    folder = export_checkpoint(opts.ckpt_path, opts.out, opts.weights, opts.repo_id)
-    print(f"exported {opts.ckpt_path} to {folder}" + (f" and https://huggingface.co/{opts.repo_id}" if opts.repo_id else ""))
+    return parser
 
 
 def main() -> None:
