@@ -8,7 +8,7 @@ step at batch 32 and 32 px allocates and frees activations of 4-25 MiB every ste
 faulted in again, page by page, every step: 10-30 thousand page faults per step on the 2-core test VM, where a
 fault costs ~5 us. :func:`retain_freed_memory` raises the threshold and turns trimming off, so freed blocks are
 reused from the heap, as CUDA's caching allocator does on a GPU. At the authors' configuration DDPM's training
-step ran 1.16x faster and SSD's 1.02x (``benchmarks/results/throughput/malloc_vs_default_authors.md``). The price is that the process keeps its peak heap
+step ran 1.16x faster and SSD's 1.02x (``benchmarks/speed/results/malloc_vs_default_authors.md``). The price is that the process keeps its peak heap
 until it exits. ``ssd`` calls it at start; a Lightning project of your own can call it before training.
 """
 

@@ -1,6 +1,6 @@
 """``python -m benchmarks profile``: where a training step's time goes, fp32 against bf16 autocast.
 
-The same model and inputs as the throughput benchmark (``throughput_worker.Case``: seeded weights, a batch of t on
+The same model and inputs as the throughput benchmark (``worker.Case``: seeded weights, a batch of t on
 one resolution path, forward + backward + AdamW), timed under ``torch.profiler``. Every op's *self* CPU time (the
 calling thread's wall-clock inside the op, intra-op worker threads included in it, children excluded) is summed
 into categories, so the categories add up to the step. The closing paragraph is Amdahl's bound: the speed-up bf16

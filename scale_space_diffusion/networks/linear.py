@@ -3,7 +3,7 @@
 On CPU, ``F.linear`` in float32 calls the BLAS (MKL in the PyTorch wheels). MKL's sgemm takes a slower code path
 on AMD processors: on an AVX-512 AMD EPYC it ran the attention projections at ~190 GFLOP/s, while oneDNN, which
 PyTorch already uses for every convolution, runs the same product at ~460 (a 2048^2 product: ~210 vs ~440;
-``python -m benchmarks.profile_step`` measures both among its ceilings). A linear map over the last dimension *is* a 1x1 convolution
+``python -m benchmarks profile`` measures both among its ceilings). A linear map over the last dimension *is* a 1x1 convolution
 over a channels-last view, with no copy: rows (M, K) are M pixels of K channels. So in float32 on an AVX-512 CPU
 the product is computed by ``F.conv2d``; gradients flow through oneDNN's convolution backward the same way. On an
 AVX2-only EPYC MKL is the faster of the two (154 vs 124 GFLOP/s at 2048^2, 131 vs 103 for the attention's qkv
