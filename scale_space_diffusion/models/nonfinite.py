@@ -9,25 +9,27 @@ non-finite weights can be written: the files already written are kept.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 
 STAGES = ("train", "val", "test")
 
 
-class NonFiniteGuard(nn.Module):
-    """The first non-finite loss of each stage since its last check: its step and value live on the device; the
-    host keeps the timestep range of the steps since then (it drew them), to name in the message."""
+class NonFiniteGuard:
+    """The first non-finite loss of each stage since its last check: its step and value live on the loss's device
+    (plain tensors, not buffers: data-parallel ranks keep their own); the host keeps the timestep range of the steps
+    since then (it drew them), to name in the message."""
 
     def __init__(self):
-        super().__init__()
-        self.register_buffer("first_step", torch.full((len(STAGES),), -1, dtype=torch.long), persistent=False)
-        self.register_buffer("first_loss", torch.zeros(len(STAGES)), persistent=False)
+        self.first_step = torch.full((len(STAGES),), -1, dtype=torch.long)
+        self.first_loss = torch.zeros(len(STAGES))
         self.t_ranges: dict[tuple[str, int], tuple[int, int]] = {}  # (stage, step) -> (min t, max t), host numbers
 
     @torch.no_grad()
     def observe(self, stage: str, loss: Tensor, step: int, t_host: Tensor) -> None:
         """Record ``loss`` of ``step`` if it is the stage's first non-finite one; ``t_host``: its timesteps (CPU)."""
+        if self.first_step.device != loss.device:  # a host-side comparison; the record moves once
+            self.first_step, self.first_loss = self.first_step.to(loss.device), self.first_loss.to(loss.device)
         i = STAGES.index(stage)
         first_step, first_loss = self.first_step[i], self.first_loss[i]  # views
         new = ~torch.isfinite(loss) & (first_step < 0)
