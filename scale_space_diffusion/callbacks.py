@@ -16,7 +16,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, M
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .diffusion.rng import sample_generators
+from . import run_lock
+from .diffusion.rng import image_noise
 from .images import grid, save_grid, save_png, to_uint8
 from .lightning_internals import summary_table
 
@@ -98,6 +99,9 @@ class RunLifecycle(L.Callback):
     - Both write ``<dirpath>/interrupted.ckpt`` and print the command that resumes from it; ``ssd`` then exits
       with status 1 (Ctrl-C) or 143 (SIGTERM; Lightning's own exit status would be 0). Errors (a NaN loss, a
       full disk) save nothing: the checkpoints written before them are the last good state.
+    - **One run per folder**: each checkpoint folder is locked for the run (``.run.lock``, run_lock.py); only this
+      run removes its lock, a stale one (its process gone) is taken over with a warning. A dry run
+      (``fast_dev_run``) takes no lock and leaves no checkpoint behind.
 
     Args:
         dirpath: where ``interrupted.ckpt`` goes; default the ModelCheckpoint's folder, else <root>/checkpoints.
@@ -108,29 +112,35 @@ class RunLifecycle(L.Callback):
         self._stop: str | None = None  # "SIGINT" once Ctrl-C was pressed
         self._previous_handler = None
         self._last_saved_step = -1
+        self._locks: list[tuple[Path, run_lock.Owner]] = []  # (folder, the owner line this run wrote there)
+        self._save_last_was: list[tuple[ModelCheckpoint, bool]] = []  # a dry run's ModelCheckpoints, restored after
 
     # -- the run's folders -----------------------------------------------------------------------------------------
     def _folders(self, trainer: L.Trainer) -> list[Path]:
         return [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from .io.checkpoints import LOCK, running_pid
-
+        """Lock every checkpoint folder for this process (run_lock.py); a dry run (``fast_dev_run``) writes none."""
+        if trainer.fast_dev_run:  # Lightning 2.6's ModelCheckpoint still saves `last` at its end: not for a dry run
+            self._save_last_was = [(cb, cb.save_last) for cb in trainer.checkpoint_callbacks
+                                   if isinstance(cb, ModelCheckpoint)]
+            for cb, _ in self._save_last_was:
+                cb.save_last = False
+            return
         if not trainer.is_global_zero:
             return
         for folder in self._folders(trainer):
-            pid = running_pid(folder)
-            if pid is not None:
-                raise FileExistsError(f"{folder} belongs to a running fit (pid {pid}); give this run its own folder")
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / LOCK).write_text(f"{os.getpid()}\n")
+            self._locks.append((folder, run_lock.acquire(folder)))
 
     def _unlock(self, trainer: L.Trainer) -> None:
-        from .io.checkpoints import LOCK
+        """Remove the locks this run took, and only those: a run refused at start leaves the owner's lock alone."""
+        while self._locks:
+            run_lock.release(*self._locks.pop())
 
-        if trainer.is_global_zero:
-            for folder in self._folders(trainer):
-                (folder / LOCK).unlink(missing_ok=True)
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        while self._save_last_was:
+            cb, save_last = self._save_last_was.pop()
+            cb.save_last = save_last
 
     # -- stop requests ---------------------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -166,7 +176,7 @@ class RunLifecycle(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handler()
-        if self._last_saved_step != trainer.global_step:
+        if self._last_saved_step != trainer.global_step and not trainer.fast_dev_run:
             self._save_last(trainer)
         self._unlock(trainer)
 
@@ -182,6 +192,8 @@ class RunLifecycle(L.Callback):
         self._restore_handler()
         self._unlock(trainer)
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != "fit":
+            return
+        if trainer.fast_dev_run:  # a dry run leaves no checkpoint behind
             return
         dirpath = self.dirpath or getattr(trainer.checkpoint_callback, "dirpath", None)
         path = os.path.join(dirpath or os.path.join(trainer.default_root_dir, "checkpoints"), "interrupted.ckpt")
@@ -216,7 +228,7 @@ class SampleGrids(L.Callback):
         if size <= 0 or not trainer.is_global_zero:
             return None
         indices = torch.arange(size)
-        images = to_uint8(pl_module.sample(sample_generators(pl_module.sampling.seed, indices),
+        images = to_uint8(pl_module.sample(image_noise(pl_module.sampling.seed, indices),
                                            pl_module.sample_labels(indices))).cpu()  # fmt: skip
         path = save_grid(images, Path(log_dir or trainer.default_root_dir) / "samples" / f"{name}.png",
                          upscale=max(1, 128 // pl_module.image_size))  # fmt: skip

@@ -50,7 +50,7 @@ class _NoTips(logging.Filter):
 def _cli_class():
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-    from . import cpu
+    from . import cli_guards, cpu
     from .io import checkpoints
     from .io.checkpoint_io import with_atomic_io
     from .callbacks import RunLifecycle, SampleWriter
@@ -77,7 +77,9 @@ def _cli_class():
 
         def parse_arguments(self, parser, args) -> None:
             self._argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
-            super().parse_arguments(parser, args)
+            cli_guards.check_config_files(self._argv)  # a YAML error names its file
+            with cli_guards.nulls_in_groups(args) as args:  # `--model.init_args.sampling.steps=null` works
+                super().parse_arguments(parser, args)
             sub = self.config.get("subcommand")
             checkpoints_under_root(self.config[sub].trainer if sub else self.config.trainer)
 
@@ -101,6 +103,7 @@ def _cli_class():
         def instantiate_trainer(self, **kwargs):
             if self.subcommand == "predict":
                 kwargs.setdefault("logger", False)  # sampling logs nothing: no empty version_N folders
+            kwargs.update(cli_guards.batch_limits(self._argv))  # `limit_val_batches: 1` is one batch, not 100 %
             init = self.config_init[self.subcommand] if self.subcommand else self.config_init
             kwargs["plugins"] = with_atomic_io(init.trainer.get("plugins"))  # unless the config names a checkpoint IO
             return super().instantiate_trainer(**kwargs)
@@ -298,7 +301,9 @@ def main() -> None:
             raise SystemExit(143) from None  # Lightning's own SIGTERM stop carries no status
         raise
     except Exception as err:
-        message = one_line(err) or parse_error(err)
+        from .cli_guards import cannot_write
+
+        message = cannot_write(err) or one_line(err) or parse_error(err)
         if message is None or os.environ.get("SSD_TRACEBACK"):
             raise
         print(f"error: {message}", file=sys.stderr)

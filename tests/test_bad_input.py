@@ -26,7 +26,7 @@ from scale_space_diffusion.data.idx import FASHION_FILES
 from scale_space_diffusion.diffusion.ladder import ResolutionLadder
 from scale_space_diffusion.diffusion.loss import DiffusionLoss
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
-from scale_space_diffusion.models.settings import Optimization
+from scale_space_diffusion.models.settings import Optimization, Sampling
 from scale_space_diffusion.models.ddpm import DDPM
 from scale_space_diffusion.models.spectral import SpectralDiffusion
 from scale_space_diffusion.models.ssd import ScaleSpaceDiffusion
@@ -222,6 +222,15 @@ def cli_trained_ddpm(tmp: Path, fx) -> None:
     torch.save(ckpt, tmp / "ddpm.ckpt")
 
 
+def bad_yaml(tmp: Path, fx) -> None:
+    (tmp / "bad.yaml").write_text("trainer:\n  max_steps: 1\n  callbacks: [a\n")
+
+
+def dataset_file(tmp: Path, fx) -> Act:
+    images(tmp / "imgs")
+    return partial(datamodule, tmp, dataset=str(tmp / "imgs" / "cat" / "0.png"))
+
+
 def batch_of(shape: tuple[int, ...]) -> Make:
     return lambda tmp, fx: partial(ddpm().training_step, (torch.zeros(2, *shape), torch.zeros(2, dtype=torch.long)), 0)
 
@@ -258,6 +267,8 @@ CASES = [
     case(lambda tmp, fx: partial(datamodule, tmp, dataset=str(tmp / "missing_folder")), FileNotFoundError,
          "missing_folder", "give an existing image folder or a hub name", "missing-folder"),
     case(empty_folder, FileNotFoundError, "empty_folder", "add images, one sub-folder per class", "empty-folder"),
+    case(dataset_file, NotADirectoryError, "0.png", r"is a file, not a folder; give the folder .*data\.dataset=.*cat",
+         "dataset-is-a-file"),
     case(corrupt_image, ValueError, "broken.png", "delete or replace it", "corrupt-image"),
     case(corrupt_idx, ValueError, "train-images-idx3-ubyte.gz", "the file is corrupt, re-download it", "corrupt-idx"),
     case(no_train_split, ValueError, "['test']", r"put the training images in .*only_test/train/", "no-train-split"),
@@ -293,6 +304,10 @@ CASES = [
     case(call(DiffusionLoss, snr_gamma=0.0), ValueError, "got 0.0", "snr_gamma must be > 0", "snr-gamma"),
     case(call(Optimization, ema_decay=1.0), ValueError, "ema_decay=1.0", r"must be in \(0, 1\) or null", "ema-decay"),
     case(call(Optimization, lr=-1.0), ValueError, "lr=-1.0", r"optim\.lr, e\.g\. 2e-4", "lr-negative"),
+    case(call(Sampling, grid_size=-1), ValueError, "sampling.grid_size=-1", "must be >= 0; 0 turns the grids off",
+         "sampling-grid-size"),
+    case(call(Sampling, grid_every_n_epochs=-2), ValueError, "sampling.grid_every_n_epochs=-2", "must be >= 0",
+         "sampling-grid-every"),
     case(call(ssd, loss=DiffusionLoss("eps")), ValueError, "loss.prediction='eps'", "loss.prediction=x0", "ssd-eps"),
     case(cli("fit", "--model.init_args.sampling.steps=500", "--trainer.max_steps=1", config="ddpm_tiny"), ValueError,
          "sampling.steps=500", r"must be in 1\.\.100 \(timesteps\) or null", "sample-steps-above-timesteps"),
@@ -350,6 +365,8 @@ CASES = [
     case(cli("predict", "--random_weights=true", "--sample_writer.run_name=old_run", prepare=samples_in("old_run")),
          FileExistsError, "old_run", "choose another --sample_writer.run_name or remove it", "predict-dir-has-samples"),
     case(cli("fit", "--model.init_args.num_levelz=3"), SystemExit, "num_levelz", r"not accepted.*--help", "unknown-option"),
+    case(cli("fit", "--config={tmp}/bad.yaml", prepare=bad_yaml), ValueError, "bad.yaml",
+         r"YAML syntax error at line 4, column 1: .*; fix the file", "yaml-syntax-error"),
     case(cli("predict", "--model.init_args.sample_steps=4"), SystemExit, "sample_steps",
          "it is now --model.init_args.sampling.steps", "renamed-option"),
     case(cli("fit", "--model.init_args.eta=0"), SystemExit, "'eta'", "it is now --model.init_args.sampling.eta",
@@ -371,3 +388,168 @@ def test_bad_input_fails_early_with_a_clear_message(make: Make, exc, bad: str, f
         hook.remove()
     assert bad in str(err.value), f"the message does not name the bad value {bad!r}"
     assert not steps, f"{len(steps)} optimiser steps ran before the error"
+
+
+# --- inputs taken as the user means them (issue #25) ---------------------------------------------------------------
+
+def smoke_fit(tmp: Path, fmnist_idx: Path, cache_dir: Path, *extra: str, config: str = "ddpm_tiny") -> list[str]:
+    return ["fit", f"--config={ROOT / 'configs/smoke' / config}.yaml", f"--trainer.default_root_dir={tmp}",
+            f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}", "--model.init_args.sampling.grid_size=0",
+            *extra]  # fmt: skip
+
+
+def test_steps_null_works_on_the_command_line(tmp_path, fmnist_idx, cache_dir, monkeypatch):
+    """The refusal of sampling.steps=500 says "or null": the command line takes it, and keeps the config's other
+    sampling settings."""
+    monkeypatch.setattr(sys, "argv", ["ssd"])
+    cli = run(smoke_fit(tmp_path, fmnist_idx, cache_dir, "--model.init_args.sampling.steps=null", "--trainer.max_steps=1"))
+    assert cli.model.sampling.steps is None and cli.model.sampling.grid_size == 0
+
+
+def test_an_int_limit_val_batches_limits_batches(tmp_path, fmnist_idx, cache_dir, monkeypatch):
+    """`limit_val_batches: 1` (ddpm_tiny.yaml) is one batch, not 100 % (jsonargparse read it as the float 1.0)."""
+    monkeypatch.setattr(sys, "argv", ["ssd"])
+    cli = run(smoke_fit(tmp_path, fmnist_idx, cache_dir, "--data.val_fraction=0.5", "--trainer.max_steps=1"))
+    assert len(cli.datamodule.val_dataloader()) > 2 and cli.trainer.num_val_batches == [1]
+    cli = run(smoke_fit(tmp_path / "b", fmnist_idx, cache_dir, "--data.val_fraction=0.5", "--trainer.max_steps=1",
+                        "--trainer.limit_val_batches=2"))  # fmt: skip
+    assert cli.trainer.num_val_batches == [2]
+
+
+def test_resuming_with_another_batch_size_or_dataset_warns_naming_both(tmp_path, fmnist_idx, cache_dir, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ssd"])
+    run(smoke_fit(tmp_path / "a", fmnist_idx, cache_dir, "--trainer.max_steps=1"))
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    folder = tmp_path / "imgs"
+    for i in range(8):
+        (folder / "x").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((16, 16), 30 * i, np.uint8)).save(folder / "x" / f"{i}.png")
+    with pytest.warns(UserWarning) as seen:
+        run(smoke_fit(tmp_path / "b", fmnist_idx, cache_dir, f"--ckpt_path={ckpt}", "--trainer.max_steps=2",
+                      "--data.batch_size=2", f"--data.dataset={folder}"))  # fmt: skip
+    said = [str(w.message) for w in seen if "resuming with data." in str(w.message)]
+    assert len(said) == 2, said
+    assert "data.batch_size=2, but the checkpoint was trained with data.batch_size=4" in said[0]
+    assert f"data.dataset='{folder.resolve()}', but the checkpoint was trained with data.dataset='fashion_mnist'" in said[1]
+
+
+def ssd_main(argv: list[str], monkeypatch, capsys) -> str:
+    """What `ssd <argv>` prints on stderr when it fails."""
+    from scale_space_diffusion.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["ssd", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_read_only_output_folder_is_a_short_error(tmp_path, fmnist_idx, cache_dir, monkeypatch, capsys):
+    import errno
+    import os
+
+    real_mkdir = os.mkdir
+
+    def read_only(path, *a, **kw):  # the output folder's file system is mounted read-only
+        if str(path).startswith(str(tmp_path / "out")):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_mkdir(path, *a, **kw)
+
+    monkeypatch.setattr(os, "mkdir", read_only)
+    err = ssd_main(smoke_fit(tmp_path / "out", fmnist_idx, cache_dir, "--trainer.max_steps=1"), monkeypatch, capsys)
+    message = err[err.index("error: "):].strip().splitlines()
+    assert "Traceback" not in err and len(message) <= 3, err
+    assert str(tmp_path / "out") in message[0] and "Read-only file system" in message[0]
+    assert "give a writable --trainer.default_root_dir" in message[0]
+
+
+def test_a_full_disk_is_a_short_error_and_keeps_the_last_checkpoint(tmp_path, fmnist_idx, cache_dir, monkeypatch,
+                                                                     capsys):  # fmt: skip
+    from scale_space_diffusion.io import checkpoint_io
+
+    real_save = torch.save
+
+    def save(obj, f, *a, **kw):  # the disk fills up half-way through the checkpoint of step 4
+        if isinstance(obj, dict) and obj.get("global_step") == 4:
+            f.write(b"\0" * 1000)
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", save)
+    every = '{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"dirpath": "%s", ' \
+            '"every_n_train_steps": 2, "save_last": true}}' % (tmp_path / "ckpt")  # fmt: skip
+    err = ssd_main(smoke_fit(tmp_path, fmnist_idx, cache_dir, "--trainer.max_steps=6", f"--trainer.callbacks+={every}"),
+                   monkeypatch, capsys)  # fmt: skip
+    message = err[err.index("error: "):].strip().splitlines()
+    assert "Traceback" not in err and len(message) <= 3, err
+    assert "step=4.ckpt" in message[0] and "No space left on device" in message[0] and "intact" in message[0]
+    assert "free space on that disk or give another --trainer.default_root_dir" in message[0]
+    assert torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)["global_step"] == 2
+
+
+# --- images as a photo viewer shows them --------------------------------------------------------------------------
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone photo stored sideways with EXIF "rotate 90 CW" (orientation 6): left half white, right half black as
+    stored, so top half white, bottom half black as shown; and its size is read as shown (8x16 stored -> 16x8)."""
+    from PIL import ImageOps
+
+    stored = np.zeros((16, 16, 3), np.uint8)
+    stored[:, :8] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    Image.fromarray(stored).save(tmp_path / "photos/a/square.jpg", exif=exif, quality=95)
+    Image.fromarray(stored[:8]).save(tmp_path / "photos/a/wide.jpg", exif=exif, quality=95)  # 8 high, 16 wide
+    with Image.open(tmp_path / "photos/a/square.jpg") as im:
+        assert ImageOps.exif_transpose(im).getpixel((8, 2))[0] > 200  # PIL agrees: the top is white as shown
+    m = datamodule(tmp_path, dataset=str(tmp_path / "photos"), channels=3, image_size=16, val_fraction=0,
+                   random_flip=False, small_images="resize")  # fmt: skip
+    train = m.splits["train"]
+    x, _ = train.__getitems__([0, 1])
+    square = x[0] if train.sizes([0])[0] == (16, 16) else x[1]
+    assert square[:, :6].mean() > 0.9 and square[:, 10:].mean() < -0.9  # top white, bottom black
+    assert sorted(train.sizes([0, 1])) == [(16, 8), (16, 16)]  # as shown: 16 high, 8 wide
+
+
+def rgba_folder(root: Path) -> Path:
+    """3 images: RGBA fully transparent (its colour black), LA half transparent (grey 0), and an opaque RGB grey."""
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16, 4), np.uint8), "RGBA").save(root / "a/0.png")
+    Image.fromarray(np.dstack([np.zeros((16, 16), np.uint8), np.full((16, 16), 128, np.uint8)]), "LA").save(root / "a/1.png")
+    Image.fromarray(np.full((16, 16, 3), 100, np.uint8)).save(root / "a/2.png")
+    return root
+
+
+@pytest.mark.parametrize("background, value", [("white", 1.0), ("black", -1.0)])
+def test_transparency_is_composited_over_a_background_with_one_warning(tmp_path, background, value):
+    folder = rgba_folder(tmp_path / "imgs")
+    with pytest.warns(UserWarning) as seen:
+        m = datamodule(tmp_path, dataset=str(folder), channels=3, image_size=16, val_fraction=0, random_flip=False,
+                       transparent_background=background)  # fmt: skip
+    said = [str(w.message) for w in seen if "transparent" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("2 of the 3 training images have transparent pixels: composited "
+                                                 f"over {background} (data.transparent_background={background})")
+    x, _ = m.splits["train"].__getitems__([0, 1, 2])
+    half = (128 * 0 + 127 * {"white": 255, "black": 0}[background] + 127) // 255 / 127.5 - 1
+    assert torch.allclose(x[0], torch.full_like(x[0], value))  # fully transparent: the background alone
+    assert torch.allclose(x[1], torch.full_like(x[1], half), atol=1e-6)  # half: grey 0 half over the background
+    assert torch.allclose(x[2], torch.full_like(x[2], 100 / 127.5 - 1))  # opaque: unchanged
+
+
+def test_transparent_background_is_checked():
+    with pytest.raises(ValueError, match=r"transparent_background='grey' must be 'white' or 'black'"):
+        ImageDataModule(transparent_background="grey")
+
+
+def test_the_python_the_project_declares_is_the_one_its_code_needs():
+    """typing.Unpack and tomllib arrived in Python 3.11: pyproject and the README's install line must say 3.11."""
+    import re
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    needs = [p for p in [*ROOT.glob("scale_space_diffusion/**/*.py"), *ROOT.glob("tests/**/*.py")]
+             if re.search(r"^\s*(from typing import .*\bUnpack\b|import tomllib)", p.read_text(), re.M)]  # fmt: skip
+    assert needs and declared.replace(" ", "") == ">=3.11", f"{needs[0]} needs Python 3.11, pyproject says {declared}"
+    install = next(line for line in (ROOT / "README.md").read_text().splitlines() if re.match(r"Python 3\.\d+\+", line))
+    assert install.startswith("Python 3.11+"), install

@@ -8,6 +8,7 @@ resumed runs cross an epoch end and its validation. The signals sent from anothe
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import yaml
 
 from conftest import ROOT, train_and_save
 
+from scale_space_diffusion import run_lock
 from scale_space_diffusion.cli import run
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 from scale_space_diffusion.io import checkpoint_io
@@ -62,12 +64,12 @@ def plain_argv_and_signals(monkeypatch):
         signal.signal(s, h)  # Lightning ignores SIGINT after a KeyboardInterrupt
 
 
-def args(name, root, fmnist_idx, cache_dir, teacher, max_steps=TOTAL, ckpt_path=None, probe=(None, 0)):
+def args(name, root, fmnist_idx, cache_dir, teacher, max_steps=TOTAL, ckpt_path=None, probe=(None, 0), extra=()):
     callbacks = [
         {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
          "init_args": {"dirpath": str(root / "ckpt"), "filename": "{step}", "every_n_train_steps": EVERY,
                        "save_top_k": -1, "save_last": True}},
-        {"class_path": "test_lifecycle.Probe", "init_args": {"how": probe[0], "at": probe[1]}},
+        {"class_path": "test_lifecycle.Probe", "init_args": {"how": probe[0], "at": probe[1]}}, *extra,
     ]  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     (root / "override.yaml").write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
@@ -223,8 +225,9 @@ def test_a_failed_save_keeps_the_previous_file_and_leaves_no_stray_file(tmp_path
 
 # --- signals from another process ------------------------------------------------------------------------------------
 
-def start(name, root, fmnist_idx, cache_dir, max_steps, ckpt_path=None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "scale_space_diffusion", *args(name, root, fmnist_idx, cache_dir, None, max_steps, ckpt_path)]
+def start(name, root, fmnist_idx, cache_dir, max_steps, ckpt_path=None, extra=()) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "scale_space_diffusion",
+           *args(name, root, fmnist_idx, cache_dir, None, max_steps, ckpt_path, extra=extra)]
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -250,3 +253,90 @@ def test_a_signal_from_another_process_stops_a_run_that_resumes_exactly(sig, tmp
     assert a["step"] == b["step"] == total
     for part in ("raw", "ema", "optimizer"):
         assert all(torch.equal(a[part][k], b[part][k]) for k in b[part]), part
+
+
+# --- the lock: one run per checkpoint folder, removed only by its owner ----------------------------------------------
+
+class Hold(L.Callback):
+    """Keeps training paused at step ``at`` until the file ``release`` exists: a run that is still going."""
+
+    def __init__(self, release: str, at: int = EVERY + 1):
+        self.release, self.at = release, at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        while trainer.global_step == self.at and not os.path.exists(self.release):
+            time.sleep(0.05)
+
+
+@pytest.mark.slow  # a training process beside the test's own runs: about 20 s on a quiet 2-core machine, 65 s busy
+def test_a_refused_run_leaves_the_running_owners_lock(tmp_path, fmnist_idx, cache_dir):
+    """Issue #25: a second `fit --ckpt_path last` into a training run's folder is refused and keeps its lock, so a
+    third one is refused too; the owner removes its own lock when it ends."""
+    release, lock = tmp_path / "release", tmp_path / "ckpt" / run_lock.LOCK
+    hold = {"class_path": "test_lifecycle.Hold", "init_args": {"release": str(release)}}
+    first = start("ddpm", tmp_path, fmnist_idx, cache_dir, TOTAL, extra=[hold])
+    try:
+        while not (tmp_path / "ckpt" / "last.ckpt").exists() and first.poll() is None:
+            time.sleep(0.1)
+        assert first.poll() is None, first.stdout.read()
+        assert run_lock.owner(tmp_path / "ckpt").pid == first.pid
+        for _ in range(2):  # the second and the third run
+            with pytest.raises(FileExistsError, match=rf"belongs to a running fit \(pid {first.pid}\b"):
+                fit("ddpm", tmp_path, fmnist_idx, cache_dir, None, ckpt_path="last")
+            held = run_lock.owner(tmp_path / "ckpt")
+            assert held is not None and held.pid == first.pid, "the refused run removed the running owner's lock"
+    finally:
+        release.touch()
+        out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+    assert not lock.exists()  # removed by its owner at the end of fit
+    assert torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)["global_step"] == TOTAL
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_stale_lock_is_taken_over_with_one_warning(tmp_path, fmnist_idx, cache_dir):
+    gone = run_lock.Owner(dead_pid(), socket.gethostname(), "2026-01-01T00:00:00+00:00", None)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / run_lock.LOCK).write_text(gone.line())
+    with pytest.warns(UserWarning, match=rf"named a fit that is gone \(pid {gone.pid} on ") as seen:
+        fit("ddpm", tmp_path, fmnist_idx, cache_dir, None, max_steps=1)
+    assert sum("is gone" in str(w.message) for w in seen) == 1
+    assert not (tmp_path / "ckpt" / run_lock.LOCK).exists()  # this run's own lock, removed at its end
+
+
+def test_who_holds_a_lock(tmp_path):
+    """Alive: a live pid that started when the lock says, or any pid on another host. Stale: a dead pid, or a live
+    pid whose process started at another time (the pid was reused). Only the owner's release removes it."""
+    me = run_lock.acquire(tmp_path)
+    assert run_lock.owner(tmp_path) == me and me.is_me() and run_lock.live_owner(tmp_path) is None
+    parent = os.getppid()
+    ticks = run_lock._start_ticks(parent)
+    live = run_lock.Owner(parent, socket.gethostname(), "2026-01-01T00:00:00+00:00", ticks)
+    reused = run_lock.Owner(parent, socket.gethostname(), "2026-01-01T00:00:00+00:00", (ticks or 0) + 1)
+    elsewhere = run_lock.Owner(dead_pid(), "another-host", "2026-01-01T00:00:00+00:00", None)
+    assert live.alive() and elsewhere.alive() and not reused.alive()
+    assert not run_lock.Owner(dead_pid(), socket.gethostname(), "?", None).alive()
+    assert run_lock.release(tmp_path, reused) is False and run_lock.owner(tmp_path) == me  # not the owner: kept
+    for holder in (live, elsewhere):
+        (tmp_path / run_lock.LOCK).write_text(holder.line())
+        with pytest.raises(FileExistsError, match=rf"pid {holder.pid} on {holder.host}, since 2026-01-01.*remove "):
+            run_lock.acquire(tmp_path)
+        assert run_lock.owner(tmp_path) == holder
+    assert run_lock.Owner.parse("12345\n") == run_lock.Owner(12345, None, "?", None)  # the format before #25
+    assert run_lock.release(tmp_path, me) is False and run_lock.owner(tmp_path) == elsewhere
+
+
+def test_a_dry_run_leaves_no_checkpoint_and_the_next_fit_starts(tmp_path, fmnist_idx, cache_dir):
+    """Issue #25: `fit --trainer.fast_dev_run=1` (Lightning turns checkpointing off for it) wrote last.ckpt into
+    the config's folder, and the next real `fit` was refused as a second run into a finished one."""
+    base = ["fit", f"--config={ROOT / 'configs/smoke/ddpm_tiny.yaml'}", f"--data.idx_dir={fmnist_idx}",
+            f"--data.cache_dir={cache_dir}", f"--trainer.default_root_dir={tmp_path}"]  # fmt: skip
+    run([*base, "--trainer.fast_dev_run=1"])
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob(run_lock.LOCK))
+    run([*base, "--trainer.max_steps=1"])
+    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 1

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from ..lightning_internals import batches_trained, epoch_batches, next_drawing_epoch
 from .image_dataset import ArrowImages, whole_batch
 from .order import EpochSampler
-from .preprocess import small_images_message
+from .preprocess import BACKGROUNDS, small_images_message
 from .sources import Source, load_source
 
 # `datasets` is imported inside functions (annotations below are never evaluated): `ssd --help` stays
@@ -34,7 +34,9 @@ class ImageDataModule(L.LightningDataModule):
     Batches: ``(images float32 (B,C,S,S) in [-1,1], labels int64 (B,))``; labels are zeros when the source has none.
     ``predict_dataloader`` yields int64 sample indices ``0..num_samples-1`` and never loads the source.
 
-    Preprocessing is ADM's `center_crop_arr`; 16-bit images are scaled from their full range. Images smaller than
+    Images are read as a photo viewer shows them: turned by their EXIF orientation, transparency composited over
+    ``transparent_background``. Preprocessing is ADM's `center_crop_arr`; 16-bit images are scaled from their full
+    range. Images smaller than
     ``image_size`` (Fashion-MNIST is 28x28) are padded with background (-1) or upscaled, and a warning says how many
     and by how much. Splits: the source's own ``train``/``validation``/``test``; without a validation split a
     seeded ``val_fraction`` of train is held out; without a test split the validation split is reused (the train
@@ -52,6 +54,9 @@ class ImageDataModule(L.LightningDataModule):
         channels: 1 (greyscale) or 3 (RGB).
         small_images: how images smaller than image_size are brought up to it: "pad" with background (28->32: 2 px
             per side) or "resize" (bicubic upscale).
+        transparent_background: the colour that transparent pixels (RGBA, LA, or a palette with a transparent
+            colour) are composited over, as a viewer shows them on a page of that colour: "white" (the default)
+            or "black". A warning says how many training images have transparency.
         random_flip: random horizontal flips, on the train split only.
         val_fraction: the seeded share of train held out for validation when the source has no validation split.
         max_samples: a cap on the size of each split, for quick runs; None uses all.
@@ -70,6 +75,7 @@ class ImageDataModule(L.LightningDataModule):
         image_size: int = 32,
         channels: int = 1,
         small_images: Literal["pad", "resize"] = "pad",
+        transparent_background: Literal["white", "black"] = "white",
         random_flip: bool = True,
         val_fraction: float = 0.02,
         max_samples: int | None = None,
@@ -88,7 +94,9 @@ class ImageDataModule(L.LightningDataModule):
                   (batch_size > 0, f"batch_size={batch_size} must be positive, e.g. 64"),
                   (num_workers >= 0, f"num_workers={num_workers} must be >= 0"),
                   (max_samples is None or max_samples > 0, f"max_samples={max_samples} must be positive or None"),
-                  (small_images in ("pad", "resize"), f"small_images={small_images!r} must be 'pad' or 'resize'")]
+                  (small_images in ("pad", "resize"), f"small_images={small_images!r} must be 'pad' or 'resize'"),
+                  (transparent_background in BACKGROUNDS,
+                   f"transparent_background={transparent_background!r} must be 'white' or 'black'")]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
@@ -134,18 +142,37 @@ class ImageDataModule(L.LightningDataModule):
         for split, ds in (("train", train), ("val", val), ("test", test)):
             ds = ds.select(range(min(cap, len(ds))))
             self.splits[split] = ArrowImages(ds, source.image, source.label, hp.image_size, hp.channels,
-                                             hp.small_images)
+                                             hp.small_images, hp.transparent_background)
         self._warn_small_images()
+        self._warn_transparency()
+
+    def _sample(self, everything: bool = False) -> list[int]:
+        """Training image indices whose headers are read for a warning: all, or _SIZE_SAMPLE spread evenly."""
+        n = len(self.splits["train"])
+        k = n if everything else min(n, _SIZE_SAMPLE)
+        return np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist() if n else []
 
     def _warn_small_images(self) -> None:
         """One warning if training images are smaller than image_size: how many, their size, what is done to them."""
         train, hp = self.splits["train"], self.hparams
-        n = len(train)
-        k = n if train.same_size else min(n, _SIZE_SAMPLE)  # one shape for all is read once
-        sample = np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist() if n else []
-        message = small_images_message(train.sizes(sample), n, hp.image_size, hp.small_images) if sample else None
+        sample = self._sample(everything=train.same_size)  # one shape for all is read once
+        message = sample and small_images_message(train.sizes(sample), len(train), hp.image_size, hp.small_images)
         if message:
             rank_zero_warn(message)
+
+    def _warn_transparency(self) -> None:
+        """One warning if training images have transparent pixels: how many, and the background they are put on."""
+        train, background = self.splits["train"], self.hparams.transparent_background
+        sample = self._sample()
+        k, n = sum(train.transparent(sample)), len(train)
+        if not k:
+            return
+        who = (f"{k} of the {n} training images" if len(sample) == n else
+               f"about {round(100 * k / len(sample))}% of the {n} training images ({k} of {len(sample)} sampled)")
+        other = next(b for b in BACKGROUNDS if b != background)
+        rank_zero_warn(f"{who} have transparent pixels: composited over {background} "
+                       f"(data.transparent_background={background}); set data.transparent_background={other} for "
+                       f"a {other} background")  # fmt: skip
 
     @property
     def num_classes(self) -> int | None:
@@ -182,14 +209,28 @@ class ImageDataModule(L.LightningDataModule):
             sampler.resume(epoch, done * hp.batch_size, next_drawing_epoch(trainer, per_epoch) if trainer else epoch)
         return loader
 
-    def state_dict(self) -> dict[str, int]:
+    def state_dict(self) -> dict[str, int | str]:
         """Progress through the training order, saved in checkpoints so a resumed run skips finished batches:
-        ``position``, the batches trained since the start of fit (whatever Lightning's epoch counter says)."""
+        ``position``, the batches trained since the start of fit (whatever Lightning's epoch counter says), and the
+        ``batch_size`` and ``dataset`` it counts in."""
         trainer = self.trainer
-        return {} if trainer is None else {"position": batches_trained(trainer)}
+        if trainer is None:
+            return {}
+        return {"position": batches_trained(trainer), "batch_size": self.hparams.batch_size,
+                "dataset": _dataset_id(self.hparams.dataset)}  # fmt: skip
 
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume = dict(state_dict) if state_dict else None
+    def load_state_dict(self, state_dict: dict[str, int | str]) -> None:
+        """Resume the training order; one warning for each of ``batch_size`` and ``dataset`` that differs."""
+        state = dict(state_dict) if state_dict else {}
+        now = {"batch_size": self.hparams.batch_size, "dataset": _dataset_id(self.hparams.dataset)}
+        for key, then in ((k, state.get(k)) for k in now):
+            if then is not None and then != now[key]:
+                rank_zero_warn(
+                    f"resuming with data.{key}={now[key]!r}, but the checkpoint was trained with data.{key}={then!r}: "
+                    "training goes on from its step count with other batches than the interrupted run would have "
+                    f"seen; pass --data.{key}={then!r} to continue that run exactly"
+                )  # fmt: skip
+        self._resume = state or None
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
@@ -211,6 +252,12 @@ class ImageDataModule(L.LightningDataModule):
         out = [ds.__getitems__(list(range(i, min(n, i + 500))))[0] for i in range(0, n, 500)]
         x = torch.cat(out) if out else torch.zeros(0, ds.channels, ds.size, ds.size)
         return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def _dataset_id(dataset: str) -> str:
+    """``dataset`` as a resumed run compares it: an existing local path made absolute, any other name as given."""
+    path = Path(dataset).expanduser()
+    return str(path.resolve()) if path.exists() else dataset
 
 
 def main(argv: list[str] | None = None) -> None:

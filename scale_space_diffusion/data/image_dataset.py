@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .preprocess import SIXTEEN_BIT_MODES, center_crop_arr, to_channels, to_uint8
+from .preprocess import SIXTEEN_BIT_MODES, center_crop_arr, has_alpha, over_background, to_channels, to_uint8
 
 # `datasets` is imported inside functions, so that `ssd --help` stays light (see datamodule.py).
 
@@ -33,11 +33,35 @@ def _arrow_to_uint8(col) -> np.ndarray:
     return (to_uint8(a) if a.dtype == np.uint16 else a.astype(np.uint8)).reshape(-1, *shape)
 
 
-def _pixels(im, channels: int) -> np.ndarray:
-    """A PIL image -> uint8 (H, W, c): 16-bit greyscale scaled from its full range (PIL's convert would clip it)."""
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_TURNED = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degrees: a viewer swaps height and width
+
+
+def _transparent(im) -> bool:
+    """Whether a PIL image has an alpha channel or a transparent palette colour."""
+    return im.mode in _ALPHA_MODES or "transparency" in im.info
+
+
+def _pixels(im, channels: int, background: str = "white") -> np.ndarray:
+    """A PIL image -> uint8 (H, W, c) as a photo viewer shows it: turned by its EXIF orientation, transparency
+    composited over ``background`` (preprocess.over_background); 16-bit greyscale scaled from its full range (PIL's
+    convert would clip it)."""
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(im)
     if im.mode in SIXTEEN_BIT_MODES:
         return to_uint8(np.asarray(im))[..., None]  # (H, W, 1); to_channels makes RGB of it if asked
+    if _transparent(im):
+        rgba = torch.from_numpy(np.array(im.convert("RGBA"))).permute(2, 0, 1)[None]
+        rgb = over_background(rgba, background)  # (1, 3, H, W)
+        return to_channels(rgb, channels)[0].permute(1, 2, 0).numpy()
     return np.array(im.convert("RGB" if channels == 3 else "L")).reshape(im.height, im.width, -1)
+
+
+def _viewed_size(im) -> tuple[int, int]:
+    """(height, width) after the EXIF orientation, from the header."""
+    turned = im.getexif().get(0x0112) in _TURNED  # 0x0112: Orientation
+    return (im.width, im.height) if turned else (im.height, im.width)
 
 
 @contextlib.contextmanager
@@ -55,13 +79,13 @@ class ArrowImages(Dataset):
     """Arrow-backed images; ``__getitems__`` returns a whole batch ``(images (B,C,S,S) in [-1,1], labels (B,))``."""
 
     def __init__(self, ds: datasets.Dataset, image: str, label: str | None, size: int, channels: int,
-                 small_images: str):
+                 small_images: str, background: str = "white"):
         import datasets
         self.encoded = isinstance(ds.features[image], datasets.Image)
         if self.encoded:  # decode ourselves, so that a failure can name the file
             ds = ds.cast_column(image, datasets.Image(decode=False))
         self.ds, self.image, self.label = ds.with_format("arrow"), image, label
-        self.size, self.channels, self.small_images = size, channels, small_images
+        self.size, self.channels, self.small_images, self.background = size, channels, small_images, background
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -79,7 +103,8 @@ class ArrowImages(Dataset):
         return out
 
     def _decode(self, im) -> torch.Tensor:
-        a = to_channels(torch.from_numpy(_pixels(im, self.channels)).permute(2, 0, 1)[None], self.channels)
+        a = to_channels(torch.from_numpy(_pixels(im, self.channels, self.background)).permute(2, 0, 1)[None],
+                        self.channels)
         return center_crop_arr(a, self.size, self.small_images)
 
     def _column(self, indices: list[int]):
@@ -94,10 +119,25 @@ class ArrowImages(Dataset):
     def sizes(self, indices: list[int]) -> list[tuple[int, int]]:
         """(height, width) of the stored images at ``indices``, before preprocessing; encoded images: headers only."""
         if self.encoded:
-            return self._each(self._column(indices), indices, lambda im: (im.height, im.width))
+            return self._each(self._column(indices), indices, _viewed_size)
         rows = [indices[:1]] if self.same_size else [[i] for i in indices]
         shapes = [tuple(_arrow_to_uint8(self._column(r)).shape[1:3]) for r in rows]
         return shapes * len(indices) if self.same_size else shapes
+
+    def transparent(self, indices: list[int]) -> list[bool]:
+        """Whether each stored image at ``indices`` has transparent pixels (composited over the background)."""
+        if self.encoded:
+            def alpha(im) -> bool:
+                return _transparent(im) and bool((np.array(im.convert("RGBA"))[..., 3] < 255).any())
+
+            return self._each(self._column(indices), indices, alpha)
+        out = []
+        for i in indices:
+            a = torch.from_numpy(_arrow_to_uint8(self._column([i])))
+            if a.ndim == 3 and self.same_size:  # (1, H, W): greyscale arrays, all of one shape
+                return [False] * len(indices)
+            out.append(a.ndim == 4 and has_alpha(a.permute(0, 3, 1, 2)))
+        return out
 
     @_one_thread()
     def __getitems__(self, keys: list[int] | list[tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +151,7 @@ class ArrowImages(Dataset):
         else:
             a = torch.from_numpy(_arrow_to_uint8(col))
             a = a[:, None] if a.ndim == 3 else a.permute(0, 3, 1, 2)  # (B,H,W) or (B,H,W,C) -> (B,C,H,W)
-            x = center_crop_arr(to_channels(a, self.channels), self.size, self.small_images)
+            x = center_crop_arr(to_channels(a, self.channels, self.background), self.size, self.small_images)
         y = (torch.tensor(batch.column(self.label).to_numpy(), dtype=torch.long) if self.label
              else torch.zeros(len(indices), dtype=torch.long))
         flip = torch.tensor([f for _, f in pairs], dtype=torch.bool)

@@ -1,4 +1,5 @@
-"""Pixels to model inputs: bit depth to uint8, channels, ADM's centre crop, and what it does to small images."""
+"""Pixels to model inputs: bit depth to uint8, transparency, channels, ADM's centre crop, and what it does to small
+images."""
 
 from __future__ import annotations
 
@@ -23,9 +24,28 @@ def to_uint8(a: np.ndarray) -> np.ndarray:
     raise ValueError(f"pixels of dtype {a.dtype} are not supported; convert the images to 8- or 16-bit integers")
 
 
-def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """uint8 (B,c,H,W) -> (B,channels,H,W); RGB->L uses PIL's ITU-R 601-2 luma, alpha is dropped."""
-    x = x[:, :1] if x.shape[1] == 2 else x[:, :3]  # LA -> L, RGBA -> RGB
+BACKGROUNDS = {"white": 255, "black": 0}  # what transparent pixels are composited over (data.transparent_background)
+
+
+def over_background(x: torch.Tensor, background: str) -> torch.Tensor:
+    """uint8 (B,c,H,W) with alpha last (LA: c=2, RGBA: c=4) -> (B,c-1,H,W): each pixel over ``background``, as a
+    viewer shows it on a page of that colour: ``round(a * colour + (255 - a) * background) / 255``."""
+    colour, alpha = x[:, :-1].int(), x[:, -1:].int()
+    out = (alpha * colour + (255 - alpha) * BACKGROUNDS[background] + 127) // 255
+    return out.to(torch.uint8)
+
+
+def has_alpha(x: torch.Tensor) -> bool:
+    """Whether uint8 (B,c,H,W) pixels carry alpha (LA or RGBA) that is not opaque everywhere."""
+    return x.shape[1] in (2, 4) and bool((x[:, -1] < 255).any())
+
+
+def to_channels(x: torch.Tensor, channels: int, background: str = "white") -> torch.Tensor:
+    """uint8 (B,c,H,W) -> (B,channels,H,W); LA and RGBA are composited over ``background`` (over_background) first;
+    RGB->L uses PIL's ITU-R 601-2 luma."""
+    if x.shape[1] in (2, 4):
+        x = over_background(x, background)
+    x = x[:, :3]
     if x.shape[1] == channels:
         return x
     if channels == 3:

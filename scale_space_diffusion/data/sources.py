@@ -100,6 +100,9 @@ def load_source(dataset: str, idx_dir: Path, cache_dir: Path, image_column: str 
     """
     folder = Path(dataset).expanduser()
     cache_dir.mkdir(parents=True, exist_ok=True)
+    if folder.is_file():
+        raise NotADirectoryError(f"dataset={dataset} is a file, not a folder; give the folder that holds the images "
+                                 f"or data files (e.g. data.dataset={folder.parent})")  # fmt: skip
     if folder.is_dir():
         splits, location = load_folder(folder, cache_dir)
     elif dataset.startswith(("/", ".", "~")):

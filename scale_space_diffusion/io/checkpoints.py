@@ -70,17 +70,12 @@ def checkpoint_dirs(trainer) -> list[str]:
     return [d for d in dirs if d]
 
 
-LOCK = ".run.lock"  # a running fit's pid, in each of its checkpoint folders
-
-
 def running_pid(folder: str | os.PathLike) -> int | None:
-    """The pid of a live run that holds ``folder`` (its lock file), or None."""
-    try:
-        pid = int((Path(folder) / LOCK).read_text().split()[0])
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None if pid == os.getpid() else pid
+    """The pid of another live run that holds ``folder`` (its lock file, run_lock.py), or None."""
+    from ..run_lock import live_owner
+
+    holder = live_owner(folder)
+    return None if holder is None else holder.pid
 
 
 def refuse_owned_folders(dirs: Sequence[str]) -> None:

@@ -87,13 +87,14 @@ class Sampling:
             raise ValueError(f"sampling.sampler={self.sampler!r} must be 'ancestral' or 'ddim'")
         if not 0 <= self.eta <= 1:
             raise ValueError(f"sampling.eta={self.eta} must be in [0, 1]: 0 deterministic DDIM, 1 ancestral")
+        if self.grid_every_n_epochs < 0 or self.grid_size < 0:
+            raise ValueError(f"sampling.grid_every_n_epochs={self.grid_every_n_epochs} and sampling.grid_size="
+                             f"{self.grid_size} must be >= 0; 0 turns the grids off")  # fmt: skip
 
     @property
     def effective_eta(self) -> float:
         """The eta the sampler runs with: 1 for ancestral sampling."""
         return 1.0 if self.sampler == "ancestral" else self.eta
-        if self.grid_every_n_epochs < 0 or self.grid_size < 0:
-            raise ValueError(f"grid_every_n_epochs={self.grid_every_n_epochs} and grid_size={self.grid_size} must be >= 0")
 
 
 def coerce(group: type[G], value: G | dict[str, Any]) -> G:

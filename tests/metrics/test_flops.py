@@ -62,8 +62,17 @@ def test_attention_backward_is_counted():
 
 
 def test_register_is_idempotent():
+    """Registering twice keeps the first formula (one registry entry per op) and counts attention as before."""
+    from torch.utils import flop_counter
+
+    op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     register_cpu_attention_flops()
+    formula, size = flop_counter.flop_registry[op], len(flop_counter.flop_registry)
+    q = torch.randn(1, 2, 8, 4)
+    before = count_flops(F.scaled_dot_product_attention, q, q, q)
     register_cpu_attention_flops()
+    assert flop_counter.flop_registry[op] is formula and len(flop_counter.flop_registry) == size
+    assert count_flops(F.scaled_dot_product_attention, q, q, q) == before == 4 * 1 * 2 * 8 * 8 * 4
 
 
 def test_count_params():

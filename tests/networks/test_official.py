@@ -34,6 +34,8 @@ def test_infer_config_reads_the_architecture(fx):
 
 
 def test_network_cases(fx, model):
+    paths = {f"in{r}_out{r}" for r in fx["resolutions"]} | {"in8_out16", "in16_out32"}  # every level, every transition
+    assert set(fx["network_cases"]) == paths, "the fixture must hold a case for every network path"
     for name, case in fx["network_cases"].items():
         with torch.no_grad():
             y = model.net(case["x"], case["t"], out_res=case["y"].shape[-1])
@@ -48,6 +50,8 @@ def test_ladder(fx, model):
 
 def test_posterior_means(fx, model):
     proc = model.process
+    assert {str(t) for t in fx["transitions"]} <= set(fx["posterior_cases"]), "a case at every transition"
+    assert any(proc.ladder.res(int(t)) == proc.ladder.res(int(t) - 1) for t in fx["posterior_cases"]), "and within a level"
     for t, case in fx["posterior_cases"].items():
         t = int(t)
         assert (proc.ladder.res(t), proc.ladder.res(t - 1)) == (case["rt"], case["rs"])
@@ -57,6 +61,7 @@ def test_posterior_means(fx, model):
 
 
 def test_losses(fx, model):
+    assert len({model.process.ladder.res(int(t)) for t in fx["loss_cases"]}) >= 2, "cases at two resolutions at least"
     for t, case in fx["loss_cases"].items():
         t = torch.full((2,), int(t))
         with torch.no_grad():
