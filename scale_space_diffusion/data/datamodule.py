@@ -190,8 +190,9 @@ class ImageDataModule(L.LightningDataModule):
     def _loader(self, split: str, sampler: EpochSampler | None = None) -> DataLoader:
         self.setup()
         hp = self.hparams
+        on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"  # batches go non_blocking
         return DataLoader(self.splits[split], batch_size=hp.batch_size, sampler=sampler, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0, collate_fn=whole_batch)
+                          persistent_workers=hp.num_workers > 0, collate_fn=whole_batch, pin_memory=on_cuda)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled by :class:`EpochSampler` (seeded by ``seed``, sharded over data-parallel ranks, resumable)."""
