@@ -12,7 +12,8 @@ from PIL import Image
 
 from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.data.image_dataset import _pixels
-from scale_space_diffusion.data.preprocess import center_crop_arr, small_images_message, to_channels, to_uint8
+from scale_space_diffusion.data.preprocess import (center_crop_arr, over_background, small_images_message, to_channels,
+                                                   to_uint8)
 
 
 def test_center_crop_arr_facts():
@@ -130,3 +131,22 @@ def test_small_images_message_for_samples_mixed_and_oblong_sizes():
     oblong = small_images_message([(7, 40)], 1, 16, "pad")
     assert "padded with 4-5 px of background at top and bottom (56% of each image is padding)" in oblong
     assert small_images_message([(16, 16), (40, 20)], 2, 16, "pad") is None
+
+
+@pytest.mark.parametrize("background", ["white", "black"])
+def test_transparency_composites_as_pil_does(background):
+    """RGBA and LA over a background equal PIL's alpha_composite onto an opaque page of that colour (to rounding);
+    raw RGBA arrays (to_channels) get the same as decoded files."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (5, 7, 4), dtype=np.uint8)
+    page = Image.new("RGBA", (7, 5), {"white": (255, 255, 255, 255), "black": (0, 0, 0, 255)}[background])
+    pil = np.array(Image.alpha_composite(page, Image.fromarray(rgba, "RGBA")).convert("RGB"))
+    ours = over_background(torch.from_numpy(rgba).permute(2, 0, 1)[None], background)[0].permute(1, 2, 0).numpy()
+    assert np.abs(ours.astype(int) - pil.astype(int)).max() <= 1
+    x = torch.from_numpy(rgba).permute(2, 0, 1)[None]
+    assert torch.equal(to_channels(x, 3, background), over_background(x, background))
+    la = x[:, [0, 3]]  # grey + alpha
+    assert torch.equal(to_channels(la, 1, background), over_background(la, background))
+    opaque = x.clone()
+    opaque[:, 3] = 255
+    assert torch.equal(to_channels(opaque, 3, background), x[:, :3])  # opaque pixels are unchanged
