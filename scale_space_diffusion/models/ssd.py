@@ -131,13 +131,13 @@ class ScaleSpaceDiffusion(DiffusionModule):
             return None, dict
         last_at_res: dict[int, tuple[Tensor, Tensor]] = {}
 
-        def keep(d: dict) -> None:  # the last state seen at each resolution, first four images
-            last_at_res[d["x"].shape[-1]] = (d["x"][:4].cpu(), d["denoised"][:4].cpu())
+        def keep(d: dict) -> None:  # the last state seen at each resolution, first four images (on the device)
+            last_at_res[d["x"].shape[-1]] = (d["x"][:4].clone(), d["denoised"][:4].clone())
 
         def finish() -> dict:
             res = sorted(last_at_res)
             n = len(next(iter(last_at_res.values()))[0]) if res else 0
-            rows = [[last_at_res[r][k][i] for r in res] for i in range(n) for k in (0, 1)]
+            rows = [[last_at_res[r][k][i].cpu() for r in res] for i in range(n) for k in (0, 1)]
             return {"ladder": ladder_strip(rows, max(64, self.image_size))} if rows else {}  # upscaled for viewing
 
         return keep, finish
