@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-
 from torch import nn
 
 from ..models.base import DiffusionModule
