@@ -54,6 +54,7 @@ def _cli_class():
     from .io import checkpoints
     from .io.checkpoint_io import with_atomic_io
     from .callbacks import RunLifecycle, SampleWriter
+    from .run_report import cli_trainer_kwargs
     from .networks import flexi_unet, spectral_unet, unet  # noqa: F401  (imported, so --model.net=SpectralUNet resolves)
     from .lightning_internals import replace_checkpoint_merge
 
@@ -106,6 +107,7 @@ def _cli_class():
             kwargs.update(cli_guards.batch_limits(self._argv))  # `limit_val_batches: 1` is one batch, not 100 %
             init = self.config_init[self.subcommand] if self.subcommand else self.config_init
             kwargs["plugins"] = with_atomic_io(init.trainer.get("plugins"))  # unless the config names a checkpoint IO
+            kwargs.update(cli_trainer_kwargs(init.trainer, self.subcommand))  # fit summary, metrics, no hp_metric
             return super().instantiate_trainer(**kwargs)
 
         def _require_weights(self, subcommand: str) -> None:
