@@ -6,8 +6,9 @@ Per training row (bf16-mixed and 32-true, batch 32 and 128; then ``torch_compile
 ``torch.cuda.set_sync_debug_mode(1)`` inside ``warnings.catch_warnings(record=True)`` (each with the line that caused
 it), peak memory, and img/s x our training FLOPs per image over the GPU's bf16 peak (measured: the fastest 8192^3 bf16
 matmul). Per sampling row: ms per step for 64 images, fp32 and under bf16 autocast. No row starts after
-``--budget-s``, no compile row after 60 % of it (the whole run fits in 6 minutes on an H200). ``--dry-run``: the same code on the CPU, tiny network.
-Needs torch, Lightning (with PyYAML) and the package only. Results: ``results/<GPU name>/gpu.{json,md}``.
+``--budget-s``, no compile row after 60 % of it (the whole run fits in 6 minutes on an H200). ``--dry-run``: the
+same code on the CPU with a tiny network. Needs torch, Lightning (with PyYAML) and the package only. Results:
+``results/<GPU name>/gpu.{json,md}``.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def train_row(name: str, precision: str, batch: int, plan: Plan, torch_compile: 
     torch.manual_seed(0)
     model = build(name, plan, torch_compile)
     n, size = batch * (plan.warmup + plan.steps + plan.sync_steps), model.image_size
-    data = torch.utils.data.TensorDataset(torch.rand(n, model.channels, size, size) * 2 - 1, torch.zeros(n, dtype=torch.long))
+    images, labels = torch.rand(n, model.channels, size, size) * 2 - 1, torch.zeros(n, dtype=torch.long)
+    data = torch.utils.data.TensorDataset(images, labels)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, num_workers=2 if plan.device == "cuda" else 0,
                                          pin_memory=plan.device == "cuda", drop_last=True)  # fmt: skip
     start, stop, marks = plan.warmup, plan.warmup + plan.steps, {}
@@ -110,7 +112,8 @@ def train_row(name: str, precision: str, batch: int, plan: Plan, torch_compile: 
 
     trainer = L.Trainer(accelerator=plan.device, devices=1, precision=precision, max_steps=stop + plan.sync_steps,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Clock()], default_root_dir="/tmp/ssd-gpu-bench")  # fmt: skip
+                        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Clock()],
+                        default_root_dir="/tmp/ssd-gpu-bench")  # fmt: skip
     if plan.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with warnings.catch_warnings(record=True) as caught:
@@ -193,11 +196,13 @@ def markdown(res: dict) -> str:
     for r in res["train"]:
         share = r["img_per_s"] * r["train_gflops_per_image"] * 1e9 / (1e12 * res["bf16_peak_tflops"])
         lines.append(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['torch_compile'] or 'no'} | "
-                     f"{r['img_per_s']:.1f} | {r['ms_per_step']:.1f} | {f(r['syncs_per_step'])} | {f(r['peak_memory_gib'], '{:.2f}')} | "
-                     f"{r['train_gflops_per_image']:.3g} | {share:.1%} | {f(r['first_step_s'])} |")  # fmt: skip
-    lines += [f"\n## Sampling ({res['plan']['sample_images']} images, one batch)\n", "| model | autocast | steps | ms/step |",
-              "|---|---|---|---|"] + [f"| {r['model']} | {'bf16' if r['bf16_autocast'] else 'fp32'} | {r['steps']} | "
-                                      f"{r['ms_per_step']:.2f} |" for r in res["sample"]]  # fmt: skip
+                     f"{r['img_per_s']:.1f} | {r['ms_per_step']:.1f} | {f(r['syncs_per_step'])} | "
+                     f"{f(r['peak_memory_gib'], '{:.2f}')} | {r['train_gflops_per_image']:.3g} | {share:.1%} | "
+                     f"{f(r['first_step_s'])} |")  # fmt: skip
+    lines += [f"\n## Sampling ({res['plan']['sample_images']} images, one batch)\n",
+              "| model | autocast | steps | ms/step |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {'bf16' if r['bf16_autocast'] else 'fp32'} | {r['steps']} | {r['ms_per_step']:.2f} |"
+              for r in res["sample"]]
     sites = Counter()
     for r in res["train"]:
         sites.update(r["sync_sites"])

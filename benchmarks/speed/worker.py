@@ -7,7 +7,8 @@ reference tree's ``benchmarks`` package is never imported), speaking one JSON ob
     <- {"ok": true, ...} or {"ok": false, "error": "..."}
 
 The package API changed after c666f5b and after 050a661; everything version-specific is feature-detected here
-(``_mod``, ``_model``, ``Case.denoise``, ``Case.train_step``), so the same worker drives both trees. Self-contained: imports torch and the package only.
+(``_mod``, ``_model``, ``Case.denoise``, ``Case.train_step``), so the same worker drives both trees.
+Self-contained: imports torch and the package only.
 """
 
 from __future__ import annotations
