@@ -115,8 +115,9 @@ def cannot_write(err: BaseException) -> str | None:
             full = err.errno in (errno.ENOSPC, errno.EDQUOT)
             fix = ("free space on that disk or give another --trainer.default_root_dir" if full else
                    "give a writable --trainer.default_root_dir (and ModelCheckpoint dirpath)")  # fmt: skip
-            if err.strerror != os.strerror(err.errno):  # a message of ours, e.g. checkpoint_io's
-                return err.strerror if "default_root_dir" in err.strerror else f"{err.strerror}; {fix}"
+            if err.strerror != os.strerror(err.errno):  # a message of ours, e.g. checkpoint_io's: fix added if none
+                said = any(w in err.strerror for w in ("default_root_dir", "free space", "writable"))
+                return err.strerror if said else f"{err.strerror}; {fix}"
             where = f" {err.filename}" if err.filename else ""
             return f"cannot write{where} ({err.strerror}); {fix}; any checkpoint saved before this is intact"
         err = err.__cause__ or err.__context__
