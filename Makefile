@@ -26,7 +26,7 @@ data: install ## Fetch Fashion-MNIST (Debian package if root, else the HF hub) a
 	  || echo "apt-get could not install dataset-fashion-mnist; trying the Hugging Face hub"; fi
 	$(PY) -m scale_space_diffusion.data
 
-demo: data ## Train SSD on Fashion-MNIST 32x32 on CPU (~10 min), then sample 64 PNGs and a grid
+demo: data ## Train SSD on Fashion-MNIST 32x32 on CPU (2.5 min on 2 AVX512-BF16 cores), sample 64 PNGs and a grid
 	$(VENV)/bin/ssd fit --config configs/ssd_fmnist32.yaml
 	$(VENV)/bin/ssd predict --config configs/ssd_fmnist32.yaml --ckpt_path last
 
