@@ -212,7 +212,7 @@ def markdown(res: dict) -> str:
 
 def add_arguments(p) -> None:
     p.add_argument("--dry-run", action="store_true", help="tiny network, 1 step of each kind, on the CPU (tests)")
-    p.add_argument("--budget-s", type=float, default=330, help="start no row after this many seconds (default 330)")
+    p.add_argument("--budget-s", type=float, default=300, help="start no row after this many seconds (default 300)")
     p.add_argument("--out", type=Path, help=f"output folder (default {RESULTS}/<device name>/)")
 
 
