@@ -17,8 +17,9 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import ROOT, train_and_save
+from conftest import ROOT
 
 from scale_space_diffusion import run_lock
 from scale_space_diffusion.cli import run
@@ -215,7 +216,11 @@ def test_a_failed_save_keeps_the_previous_file_and_leaves_no_stray_file(tmp_path
     model = DDPM(UNet(16, 1, None, 8, (1, 2), 1, (), 4), NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None),
                  sampling=Sampling(grid_size=0))  # fmt: skip
     path = folder / "last.ckpt"
-    train_and_save(model, path)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", plugins=[checkpoint_io.AtomicCheckpointIO()])
+    trainer.fit(model, DataLoader(TensorDataset(torch.rand(8, 1, 16, 16) * 2 - 1, torch.zeros(8, dtype=torch.long)),
+                                  batch_size=4))  # fmt: skip
+    trainer.save_checkpoint(path)  # through the plugin the configs and `ssd` give the Trainer
     good = path.read_bytes()
     full_disk_at(model.trainer.global_step, monkeypatch)
     with pytest.raises(OSError, match=r"could not save checkpoint .*last\.ckpt .*the previous file there.* is intact"):
