@@ -4,12 +4,6 @@ Public names are imported lazily, so ``import scale_space_diffusion.diffusion.sc
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("scale-space-diffusion")  # pyproject.toml's [project] version
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
 
 _EXPORTS = {
     "DDPM": ".models.ddpm",
@@ -57,6 +51,13 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # read when asked: importlib.metadata costs 0.25 s of `ssd --help`
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("scale-space-diffusion")  # pyproject.toml's [project] version
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
