@@ -1,6 +1,4 @@
-"""The speed harness: CPU throughput per resolution path against a git revision (``throughput``, with ``ab`` and
-``worker``), where a training step's time goes (``step_profile``), and the GPU benchmark at the CelebA-64 network
-through a Lightning Trainer (``gpu``)."""
+"""The speed harness: CPU A/B throughput against a revision, a training step's profile, the GPU benchmark."""
 
 from __future__ import annotations
 

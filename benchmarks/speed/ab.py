@@ -1,12 +1,5 @@
-"""A/B timing on a noisy machine: two worker processes, one per code tree, timed alternately.
-
-- :func:`tree` gives a source tree for a side: ``"."`` is this checkout's working tree; any other git revision is
-  exported once (``git archive``, no worktree metadata touched) to ``/tmp/ssd-throughput-<sha>``.
-- :class:`Worker` runs ``benchmarks/speed/worker.py`` with ``PYTHONPATH`` at that tree, so the worker imports
-  that tree's ``scale_space_diffusion``, and speaks JSON lines with it.
-- :func:`paired` summarises alternating measurements: medians per side and the paired ratio A/B per repetition
-  (B's speed-up over A), with its spread. Only one worker computes at a time; the other waits on its pipe.
-"""
+"""A/B timing on a noisy machine: a source tree per side (``tree``: "." or a revision exported to /tmp), a
+``worker.py`` process per side importing that tree's package (``Worker``), and paired speed-ups (``paired``)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
-"""``python -m benchmarks gpu``: DDPM, SSD-4L and SSD-2L with the networks of ``configs/*_celeba64.yaml`` on one GPU,
-trained through a Lightning Trainer (logger, checkpoints, progress bar off) on random data.
-
-Per training row (bf16-mixed and 32-true, batch 32 and 128; then ``torch_compile="reduce-overhead"``): img/s over
-``steps`` after ``warmup`` (synchronised at both ends only), CUDA syncs per step over ``sync_steps`` more steps under
-``torch.cuda.set_sync_debug_mode(1)`` inside ``warnings.catch_warnings(record=True)`` (each with the line that caused
-it), peak memory, and img/s x our training FLOPs per image over the GPU's bf16 peak (measured: the fastest 8192^3 bf16
-matmul). Per sampling row: ms per step for 64 images, fp32 and under bf16 autocast. No row starts after
-``--budget-s``, no compile row after 60 % of it (the whole run fits in 6 minutes on an H200). ``--dry-run``: the
-same code on the CPU with a tiny network. Needs torch, Lightning (with PyYAML) and the package only. Results:
-``results/<GPU name>/gpu.{json,md}``.
-"""
+"""``python -m benchmarks gpu``: DDPM, SSD-4L, SSD-2L (``configs/*_celeba64.yaml``) trained by a Lightning Trainer on
+random data, on one GPU: img/s, CUDA syncs per step and their lines, peak memory, share of the measured bf16 matmul
+peak, sampling ms/step, compiled rows; no row after ``--budget-s``. ``--dry-run``: the same on the CPU, tiny net."""
 
 from __future__ import annotations
 

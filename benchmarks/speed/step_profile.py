@@ -1,13 +1,6 @@
-"""``python -m benchmarks profile``: where a training step's time goes, fp32 against bf16 autocast.
-
-The same model and inputs as the throughput benchmark (``worker.Case``: seeded weights, a batch of t on
-one resolution path, forward + backward + AdamW), timed under ``torch.profiler``. Every op's *self* CPU time (the
-calling thread's wall-clock inside the op, intra-op worker threads included in it, children excluded) is summed
-into categories, so the categories add up to the step. The closing paragraph is Amdahl's bound: the speed-up bf16
-could give if only its matrix work (convolutions, matmuls, attention) got faster, by the ratio measured there.
-Each matrix category's FLOPs (``FlopCounterMode`` over one step) over its time is set against this machine's own
-ceiling: the faster of a large matmul and a large 3x3 convolution, in fp32 and in bf16.
-"""
+"""``python -m benchmarks profile``: a training step (``worker.Case``) under ``torch.profiler``, fp32 vs bf16 autocast:
+ops' self CPU time by category, Amdahl's bound for bf16, and each matrix category's GFLOP/s against this machine's
+ceiling (the faster of a large matmul and a 3x3 convolution, fp32 and bf16)."""
 
 from __future__ import annotations
 

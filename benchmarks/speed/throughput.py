@@ -1,18 +1,7 @@
-"""``python -m benchmarks throughput``: CPU training and sampling speed per resolution path, A against B.
-
-Side A is a reference revision (``--ref``, default 050a661), side B this working tree; each runs in its own worker
-process (``worker.py``, ``PYTHONPATH`` at that side's tree), timed alternately (A B, then B A, ...) so that load on
-a shared machine hits both alike. Per model (DDPM, SSD with the Flexi-UNet, SSD with ``unet_mode="full"``, the
-Spectral Diffusion student with its teacher), at the authors' SSD configuration and the demo one:
-
-- **train**: one optimisation step at batch 32 (the model's loss, backward, AdamW) per resolution path
-  (r(t), r(t-1)) with a batch of t on that path; the ladder is the expectation over t (each path by its share of t).
-- **sample**: one ancestral reverse step at batch 8 per sampler path (r(t), r(s)) of the respaced ladder; the ladder
-  is each path's step time times its jumps (and, at the demo config, the ladder timed end to end).
-
-Both sides build the same networks with the same deterministic weights, and their outputs are compared on every
-sampling path before timing (``max_abs_diff``). Results: ``benchmarks/speed/results/<name>.json`` and ``.md``.
-"""
+"""``python -m benchmarks throughput``: CPU train/sample time per resolution path, side A (``--ref``, a revision)
+against B (this tree), each in its own worker process, timed alternately (A B, B A, ...) on the same seeded networks
+whose outputs are compared first (``max_abs_diff``). train: one AdamW step at batch 32 per path (r(t), r(t-1));
+sample: one ancestral step at batch 8 per sampler path; the ladder: paths weighted by their share of t or jumps."""
 
 from __future__ import annotations
 

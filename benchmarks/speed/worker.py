@@ -1,21 +1,11 @@
-"""One side of the throughput A/B: builds models from *whichever* ``scale_space_diffusion`` is on PYTHONPATH and
-times them on request. Run by :mod:`.ab` as ``python benchmarks/speed/worker.py`` (a file path, so that the
-reference tree's ``benchmarks`` package is never imported), speaking one JSON object per line:
-
-    -> {"cmd": "info"} | {"cmd": "build", "case": {...}} | {"cmd": "time", "key": ..., "job": ..., "iters": n}
-       | {"cmd": "check", "key": ...} | {"cmd": "flops", "key": ...} | {"cmd": "quit"}
-    <- {"ok": true, ...} or {"ok": false, "error": "..."}
-
-The package API changed after c666f5b and after 050a661; everything version-specific is feature-detected here
-(``_mod``, ``_model``, ``Case.denoise``, ``Case.train_step``), so the same worker drives both trees.
-Self-contained: imports torch and the package only.
-"""
+"""One A/B side: times models of whichever ``scale_space_diffusion`` is on PYTHONPATH (050a661 or later; the API
+differences are feature-detected in ``Case.denoise`` and ``Case.train_step``). JSON lines on stdin/stdout:
+info | build | time | check | flops | drop | quit -> {"ok": ...}. Imports torch and the package only."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import inspect
 import json
 import math
@@ -36,17 +26,9 @@ NETS = {  # network configurations: the authors' SSD code's, the demo config's (
 }  # fmt: skip
 
 
-def _mod(*names: str):
-    """The first importable module of ``names`` (the package was re-laid out after c666f5b)."""
-    for name in names:
-        with contextlib.suppress(ModuleNotFoundError):
-            return importlib.import_module(name)
-    raise ModuleNotFoundError(names)
-
-
 def _seeded_weights(module: torch.nn.Module) -> None:
-    """Deterministic non-zero weights, named-parameter by name, so both trees hold the same network
-    (the zero-initialised output convs would make every output 0 and the parity check vacuous)."""
+    """Deterministic non-zero weights per parameter name: both trees hold the same network (zero output convs would
+    make the parity check vacuous)."""
     with torch.no_grad():
         for name, p in module.named_parameters():
             g = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "little"))
@@ -59,7 +41,8 @@ def _seeded_weights(module: torch.nn.Module) -> None:
 
 
 def _model(case: dict):
-    pkg = importlib.import_module("scale_space_diffusion")
+    import scale_space_diffusion as pkg
+
     cfg = dict(NETS[case["config"]])
     layout, sd_width = cfg.pop("layout"), cfg.pop("sd_width")
     kind = case["model"]
@@ -73,8 +56,7 @@ def _model(case: dict):
         teacher = pkg.DDPM(pkg.UNet(**cfg))
         _seeded_weights(teacher)
         model = pkg.SpectralDiffusion(pkg.SpectralUNet(**{**cfg, "model_channels": sd_width}))
-        attach = getattr(model, "attach_teacher", None) or model._attach_teacher  # public after c666f5b
-        attach(teacher)  # (teacher DDPM) -> frozen teacher, feature adapters, distillation terms
+        model.attach_teacher(teacher)
     else:
         raise ValueError(f"unknown model {kind!r}")
     _seeded_weights(model)
@@ -96,8 +78,9 @@ class Case:
         self.opt = opt["optimizer"] if isinstance(opt, dict) else opt
         self.process, self.ladder = self.model.process, self.model.process.ladder
         self.C, self.R, self.steps = self.model.net.in_channels, self.model.net.image_size, spec["sample_steps"]
-        self.kept = _mod("scale_space_diffusion.diffusion.sampler", "scale_space_diffusion.sampler").respaced_steps(
-            self.process, self.steps)
+        from scale_space_diffusion.diffusion.sampler import respaced_steps
+
+        self.kept = respaced_steps(self.process, self.steps)
 
     def denoise(self, x_t, t, out_res: int, labels):
         """x0_hat as the sampler gets it: the model's Denoiser (after 050a661) or its ``denoise`` method."""
@@ -141,12 +124,9 @@ class Case:
         x0, t, noise = self.train_inputs(path)
         m = self.model.train()
         with self.autocast():
-            if hasattr(m, "loss_terms"):  # after c666f5b: the model returns its terms (after 050a661: given out_res)
-                out_res = (int(path.split("->")[1]),) if "out_res" in inspect.signature(m.loss_terms).parameters else ()
-                per_sample, extra = m.loss_terms(x0, t, noise, None, *out_res)
-                loss = per_sample.mean() + sum(extra.values())
-            else:  # c666f5b
-                loss = m.loss_fn(m.network, m.process, x0, t, noise, None).mean() + m.auxiliary_loss(x0, "train")
+            out_res = (int(path.split("->")[1]),) if "out_res" in inspect.signature(m.loss_terms).parameters else ()
+            per_sample, extra = m.loss_terms(x0, t, noise, None, *out_res)  # out_res: after 050a661
+            loss = per_sample.mean() + sum(extra.values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -181,8 +161,7 @@ class Case:
 
     @torch.no_grad()
     def outputs(self) -> dict[str, list[float]]:
-        """The denoiser's output on every sampling path for fixed inputs, before any training step: both trees
-        must agree to float tolerance (same weights by construction, see ``_seeded_weights``)."""
+        """The denoiser's output on every sampling path, before training: both trees must agree to float tolerance."""
         self.model.eval()
         out = {}
         for path in self.sample_paths():
@@ -193,24 +172,12 @@ class Case:
         return out
 
     def flops(self) -> dict:
-        mf = _mod("scale_space_diffusion.metrics.model_flops", "scale_space_diffusion.model_flops")
+        import scale_space_diffusion.metrics.model_flops as mf
+
         train, sample = mf.training_flops_breakdown(self.model), mf.sampling_flops(self.model, self.steps, trace=False)
         return {"train": {k: v["flops"] for k, v in train["paths"].items()}, "train_total": train["flops"],
                 "sample": {k: v["denoise_flops"] + v["posterior_flops"] for k, v in sample["paths"].items()},
                 "sample_total": sample["flops"]}  # fmt: skip
-
-
-def retain_freed_memory() -> None:
-    """What ``ssd`` does at start, on either side: this checkout's ``scale_space_diffusion/cpu.py``, loaded by path
-    (it needs torch only), so that a reference tree that predates it gets the same allocator settings."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scale_space_diffusion", "cpu.py")
-    spec = importlib.util.spec_from_file_location("_ssd_cpu", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not module.retain_freed_memory():
-        raise RuntimeError("option malloc: glibc's mallopt refused the settings (or this is not glibc)")
 
 
 def reply(msg: dict, cases: dict) -> dict:
@@ -242,7 +209,10 @@ def reply(msg: dict, cases: dict) -> dict:
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("THROUGHPUT_THREADS", "2")))
     if "malloc" in os.environ.get("THROUGHPUT_OPTIONS", "").split(","):
-        retain_freed_memory()
+        from scale_space_diffusion.cpu import retain_freed_memory  # what `ssd` does at start
+
+        if not retain_freed_memory():
+            raise RuntimeError("option malloc: glibc's mallopt refused the settings (or this is not glibc)")
     out, sys.stdout = sys.stdout, sys.stderr  # anything the package prints goes to stderr; stdout is the protocol
     import warnings
 

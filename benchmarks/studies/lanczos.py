@@ -1,11 +1,5 @@
-"""Time the exact transition noise against a 40-iteration Lanczos approximation (as the authors' code).
-
-    python -m benchmarks lanczos [--size 64] [--batch 16] [--iters 40] [--repeats 20]
-
-Both draw Sigma^{1/2} z for Sigma = sigma_s^2 (I - rho c^2 R^T R) at the transition into ``size``
-px (R: bilinear 2x). Lanczos builds a k-dimensional Krylov basis of A = I - rho c^2 R^T R from z
-and returns ||z|| V sqrt(T_k) e_1, with and without full reorthogonalisation.
-"""
+"""``python -m benchmarks lanczos``: the exact transition noise Sigma^{1/2} z, Sigma = sigma_s^2 (I - rho c^2 R^T R),
+against the authors' 40-iteration Lanczos draw ||z|| V sqrt(T_k) e_1 (with and without reorthogonalisation)."""
 
 from __future__ import annotations
 
