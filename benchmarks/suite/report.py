@@ -179,36 +179,11 @@ def markdown(results: dict) -> str:
         "\n## Spectral Diffusion ablation (same slim width, steps and seed)\n", *sd_section(by_run),
         "\n`sd_ablation_spectrum.png`: the radially averaged power spectrum of each variant's samples (first 1000) "
         "against real test images, and their ratio.\n",
-        "\n## What the columns are\n",
-        "- **params**: parameters of the sampling network (SD: the student; teacher and feature adapters excluded).",
-        "- **train GFLOPs/img**: forward + backward per training image, in expectation over t (SSD: each path "
-        "(r(t), r(t-1)) weighted by its share of t); SD: the student's own cost, the frozen teacher's forward apart. "
-        "Training GFLOPs in the curves = (student + teacher forward) per image x batch x step.",
-        "- **sample GFLOPs/img**: forward FLOPs per image over the whole sampler trajectory, counted by tracing the "
-        "sampler at batch 1 and checked equal to the per-path count. FLOPs = 2 x MACs of convolutions, matmuls and "
-        "attention (`torch.utils.flop_counter`); norms, activations and resampling are not counted.",
-        f"- **train img/s**: steps after {p['warmup_steps']} warm-up steps, batch {p['batch_size']}, timed from one batch "
-        "start to the next (data, forward, backward, AdamW, EMA). **sample img/s**: `model.sample` at batch "
-        f"{p['sample_batch']}, PNG writing excluded. **train s**: training wall-clock to the last step (checkpoint saves "
-        "excluded), with the load average at its start.",
-        f"- **FID, KID**: from features computed once per image set; 95% intervals from {p['resamples']} bootstrap "
-        "resamples of the generated features (with replacement) against the fixed test statistics, shifted by the "
-        "bootstrap bias (median - estimate); KID = unbiased MMD^2 (cubic polynomial kernel) over all pairs; **KID subset "
-        "std**: torch-fidelity's std over 100 subsets of min(1000, N).",
-        "- **steps in DDPM time** = steps x ddpm_train_s / train_s; its FID is in the equal-wall-clock rows above "
-        "where a checkpoint was taken there.",
-        "\n## Stated choices\n",
-        f"- **Equal optimisation steps**: {p['steps']} steps at batch {p['batch_size']}, AdamW lr {p['lr']} (constant, "
-        f"no warm-up), gradient clipping 1.0, T = {p['timesteps']}, dataset `{p['dataset']}` at {p['image_size']}px, "
-        f"{p['channels']} channel(s), random horizontal flips.",
-        f"- **Networks**: DDPM, DDPM-x0 and SSD share the ADM backbone (width {p['model_channels']}, mult "
-        f"{tuple(p['channel_mult'])}, {p['num_res_blocks']} res block(s), attention at {tuple(p['attention_resolutions'])}); "
-        f"the SD students have width {p['slim_channels']}. DDPM and SD predict eps; DDPM-x0 and SSD predict x0 with "
-        "min(SNR, 5) weights.",
-        f"- **Samples**: lossless PNG (`<run>/samples/`), **EMA weights** (decay {p['ema_decay']} from step "
-        f"{p['ema_start_step']}); image i is drawn from a generator seeded by ({p['seed']}, i) in every set.",
-        "- **Reference statistics**: the test split's features, cached under a key of the dataset, its shape and "
-        "content hash and the extractor; the feature network runs in eval mode.",
+        "\n## Settings\n",
+        "Columns, FLOP counting, the intervals and the stated choices: docs/benchmarks.md. FID/KID intervals: "
+        f"{p['resamples']} bootstrap resamples; samples: lossless PNG from the EMA weights, image i seeded by "
+        f"({p['seed']}, i); training: AdamW, gradient clipping 1.0, random horizontal flips. Preset: "
+        + ", ".join(f"{k} {v}" for k, v in p.items()) + ".",
         "\n## Stage timings (for estimating a preset's time)\n",
         f"This invocation: {results.get('total_seconds', 0):.0f} s wall, {results.get('total_cpu_seconds', 0):.0f} CPU s, load "
         f"average {results.get('load_end')} at its end.",

@@ -1,12 +1,8 @@
-"""One benchmark run: build (or load) a model, train it with scored checkpoints, sample it, time it.
-
-Every run uses the package's own classes. DDPM, DDPM-x0 and the SSD runs share the backbone width; the Spectral
-Diffusion students share the slim width (8-18x fewer MACs than their teacher, the suite's own ``ddpm`` run).
-"""
+"""One run: build a model (DDPM, DDPM-x0 and SSD share the backbone width, the SD students the slim one), train it
+with timed milestone checkpoints, sample it."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
@@ -70,11 +66,8 @@ def build(name: str, p: Preset, teacher: str | None = None) -> DiffusionModule:
 
 
 class StepTimer(L.Callback):
-    """Training wall-clock (checkpoint saves excluded) and the images/s of the steps after ``warmup``.
-
-    A step is timed from one batch start to the next, so it holds data loading, forward, backward, the
-    optimizer and the EMA update: the throughput of the real training loop. It also keeps every step's loss.
-    """
+    """Training wall-clock (saves excluded), images/s after ``warmup`` (batch start to batch start: data, forward,
+    backward, optimizer, EMA), and every step's loss."""
 
     def __init__(self, warmup: int):
         self.warmup, self.starts, self.batch_size, self.paused, self.losses = warmup, [], 0, 0.0, []
@@ -120,8 +113,7 @@ class StepTimer(L.Callback):
 
 
 class Milestones(L.Callback):
-    """Checkpoints at fixed steps and at the first step past ``seconds`` of training (DDPM's wall-clock); the
-    Trainer stops once both are passed. Save time is excluded from the timer."""
+    """Checkpoints at fixed steps and at the first step past ``seconds`` (DDPM's wall-clock); stops once both pass."""
 
     def __init__(self, folder: Path, steps: dict[int, list[str]], timer: StepTimer, seconds: float | None = None):
         self.folder, self.steps, self.timer, self.seconds = folder, steps, timer, seconds
@@ -153,8 +145,7 @@ class Milestones(L.Callback):
 def fit(model: DiffusionModule, data: L.LightningDataModule, max_steps: int, warmup: int, root: Path, seed: int,
         milestones: dict[int, list[str]] | None = None, seconds: float | None = None,
         precision: str = "32-true") -> tuple[StepTimer, list[dict]]:  # fmt: skip
-    """Train through a Lightning Trainer (no validation, no logger; Lightning's progress bar; its ``precision``),
-    saving the ``milestones`` checkpoints under ``root/checkpoints``; returns the timer and the saved checkpoints."""
+    """Train with a Lightning Trainer (no validation or logger), saving ``milestones`` under ``root/checkpoints``."""
     L.seed_everything(seed, verbose=False)  # the same data order for every run
     timer = StepTimer(warmup)
     callbacks: list[L.Callback] = [timer]
@@ -170,30 +161,18 @@ def fit(model: DiffusionModule, data: L.LightningDataModule, max_steps: int, war
     return timer, (saver.saved if saver else [])
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    """What Lightning's precision plugin wraps a step in: bf16 autocast for "bf16-mixed", nothing for "32-true"."""
-    if precision == "bf16-mixed":
-        return torch.autocast(device().type, dtype=torch.bfloat16)
-    if precision == "32-true":
-        return contextlib.nullcontext()
-    raise ValueError(f"precision {precision!r} is not benchmarked; use one of {', '.join(PRECISIONS)}")
-
-
 def sample_images(model: DiffusionModule, sampling: Sampling, n: int, batch: int, desc: str, out: Path | None = None,
                   precision: str = "32-true") -> tuple[torch.Tensor, float, float]:  # fmt: skip
-    """uint8 (n, C, S, S) from ``model`` with ``sampling`` (under ``precision``'s autocast), image i from a generator
-    seeded by (sampling.seed, i); PNGs ``out/000000.png``... when ``out`` is given. Returns (images, wall-clock and
-    process CPU seconds in ``model.sample``, PNG writing excluded)."""
-    dev = device()
+    """(uint8 (n, C, S, S), wall and CPU seconds in ``model.sample``): image i seeded by (sampling.seed, i), under
+    bf16 autocast for "bf16-mixed"; PNGs ``out/000000.png``... when ``out`` is given."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not benchmarked; use one of {', '.join(PRECISIONS)}")
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(dev).eval()
     seconds, cpu, images = 0.0, 0.0, []
     for chunk in tqdm(torch.arange(n).split(batch), desc=desc, unit="batch"):
         start, cpu_start = time.perf_counter(), time.process_time()
-        with autocast(precision):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
             x = model.sample(image_noise(sampling.seed, chunk), model.sample_labels(chunk), sampling=sampling)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)

@@ -1,9 +1,5 @@
-"""Scoring a trained run: the main sample set, the checkpoints taken during training, the Pareto points (FID vs
-sampling GFLOPs at several sampler step counts) and the radial power spectrum of the samples.
-
-Image i of every set is drawn from a generator seeded by (seed, i), so the first n images of a larger set with
-the same checkpoint and sampler are the n-image set: the curves reuse the main samples where they can.
-"""
+"""Scoring a trained run: the main sample set, the training checkpoints, the Pareto points (FID vs sampling GFLOPs)
+and the samples' radial power spectrum. Image i of every set is seeded by (seed, i), so curves reuse main samples."""
 
 from __future__ import annotations
 
@@ -35,12 +31,6 @@ def counted_flops(model, sampling, trace: bool = True, cache: dict | None = None
 def spectrum(images: torch.Tensor) -> list[float]:
     """Radially averaged power per band (16 bands) of uint8 images, as [-1, 1] floats."""
     return radial_power_spectrum(images[:SPECTRUM_IMAGES].float() / 127.5 - 1).tolist()
-
-
-def flop_caches() -> dict[str, dict]:
-    """Per-path FLOP counts, one cache per sampler (a DDIM step's posterior costs differ from an ancestral one's),
-    shared by every step count of one model."""
-    return {"ddim": {}, "ancestral": {}}
 
 
 def score_main(model, name: str, p: Preset, judge: Judge, run_dir: Path, caches: dict) -> tuple[dict, torch.Tensor]:
@@ -78,8 +68,7 @@ def _curve_point(judge: Judge, features: torch.Tensor, **extra) -> dict:
 
 def score_checkpoints(saved: list[dict], name: str, p: Preset, judge: Judge, main_features: torch.Tensor,
                       per_image_gflops: float, batch_size: int) -> list[dict]:  # fmt: skip
-    """FID of every checkpoint taken during training, at ``curve_samples`` images with the main sampler; the
-    checkpoint at ``steps`` reuses the first images of the main set."""
+    """FID of every training checkpoint at ``curve_samples`` images (the one at ``steps``: the main set's first)."""
     n = min(p.curve_samples, p.num_samples)
     points = []
     for c in saved:
@@ -96,8 +85,7 @@ def score_checkpoints(saved: list[dict], name: str, p: Preset, judge: Judge, mai
 
 
 def score_pareto(model, name: str, p: Preset, judge: Judge, main_features: torch.Tensor, caches: dict) -> list[dict]:
-    """FID at ``curve_samples`` images against sampling GFLOPs per image, DDIM (eta = 0) at ``pareto_steps`` and
-    ancestral at ``pareto_ancestral``; the main sampler's point reuses the main samples."""
+    """FID at ``curve_samples`` images vs sampling GFLOPs, DDIM at ``pareto_steps``, ancestral at ``pareto_ancestral``."""
     n = min(p.curve_samples, p.num_samples)
     settings = [("ddim", s) for s in p.pareto_steps] + [("ancestral", s) for s in p.pareto_ancestral]
     if (p.sampler, p.sample_steps) not in settings:

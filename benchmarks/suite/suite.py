@@ -1,6 +1,5 @@
-"""The preset run: every model trained for the same number of steps (budget runs on to DDPM's training FLOPs and
-wall-clock), then measured the same way. results.json is written after every run; a restarted suite skips the
-runs it finished."""
+"""The preset run: every model trained for equal steps (budget runs on to DDPM's FLOPs and wall-clock), measured
+alike; results.json is written after every run, and a restarted suite skips the runs it finished."""
 
 from __future__ import annotations
 
@@ -25,17 +24,9 @@ from . import plots, report
 from .presets import RUNS, Preset, recorded_preset
 from .quality import Judge, check_extractor, check_labels, make_judge, reference_rows
 from .runs import build, distilled, fit
-from .scoring import flop_caches, score_checkpoints, score_main, score_pareto, spectrum
+from .scoring import score_checkpoints, score_main, score_pareto, spectrum
 
 SPEED_STEPS = 20  # timed steps for a model loaded with --ckpt (its training time is unknown)
-
-
-def _sha1_file(path: str | Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
 
 
 def _targets(name: str, p: Preset, per_image: float, ddpm: dict | None) -> tuple[dict[int, list[str]], int, float | None]:
@@ -91,10 +82,9 @@ def load_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: s
     timer, _ = fit(load_model(ckpt).train(), data, p.warmup_steps + SPEED_STEPS, p.warmup_steps, run_dir, p.run_seed,
                    precision=p.precision)
     return {"model": model, "checkpoint": str(ckpt), "trained_here": False, "train": training_flops_breakdown(model),
-            "saved": [], "train_seconds": None, "train_steps": steps, "trained_steps": steps, "fit_seconds": None,
-            "fit_cpu_seconds": None,
-            "train_images_per_s": timer.images_per_s, "budget_notes": [], "train_flops_s": None, "train_loss_curve": None,
-            "load": {"train_start": timer.load_start, "train_end": timer.load_end}}  # fmt: skip
+            "saved": [], "train_steps": steps, "trained_steps": steps, "train_images_per_s": timer.images_per_s,
+            "budget_notes": [], "load": {"train_start": timer.load_start, "train_end": timer.load_end},
+            **dict.fromkeys(("train_seconds", "fit_seconds", "fit_cpu_seconds", "train_flops_s", "train_loss_curve"))}
 
 
 def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path, ckpt: str | None,
@@ -106,7 +96,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
     model = t["model"].eval()
     if t["trained_steps"] != t["train_steps"]:  # training went on for the budget: the weights at `steps`
         model = load_model(t["checkpoint"])
-    train, params, caches = t["train"], param_counts(model), flop_caches()
+    train, params, caches = t["train"], param_counts(model), {"ddim": {}, "ancestral": {}}  # per-sampler path FLOPs
     main, features = score_main(model, name, p, judge, run_dir, caches)
     per_image = train["total_flops"] / 1e9
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -114,7 +104,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
     pareto = score_pareto(model, name, p, judge, features, caches)
     teacher_info = {}
     if distilled(name) and teacher is not None:
-        teacher_info = {"teacher_checkpoint": str(teacher), "teacher_sha1": _sha1_file(teacher),
+        teacher_info = {"teacher_checkpoint": str(teacher), "teacher_sha1": hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:12],
                         "teacher_steps": torch.load(teacher, map_location="cpu", weights_only=True).get("global_step")}  # fmt: skip
     return {
         "run": name, "description": RUNS[name], "model": type(model).__name__, "network": type(model.net).__name__,
@@ -141,8 +131,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
 
 
 def equal_wall_clock(records: list[dict]) -> None:
-    """steps_in_ddpm_time = steps * ddpm_seconds / run_seconds: the optimisation steps each run reaches in the
-    DDPM's training wall-clock at its own measured pace (measured at a checkpoint where one was taken there)."""
+    """steps_in_ddpm_time = steps * ddpm_seconds / run_seconds: the steps each run reaches in DDPM's wall-clock."""
     ddpm = next((r for r in records if r["run"] == "ddpm" and r["train_seconds"]), None)
     for r in records:
         if ddpm is not None and r["train_seconds"]:
@@ -167,8 +156,7 @@ def _previous(out: Path, p: Preset, extractor: str, fresh: bool) -> dict | None:
 
 
 def selected_runs(p: Preset, only: list[str] | None, ckpts: dict[str, str]) -> list[str]:
-    """The runs to train or load, in the suite's order: ``only``, else the preset's ``runs`` (else all) and every run
-    given a checkpoint."""
+    """The runs to train or load in the suite's order: ``only``, else the preset's runs and those given a checkpoint."""
     chosen = only or (*(p.runs or RUNS), *ckpts)
     unknown = set(chosen) - set(RUNS) | set(ckpts) - set(RUNS)
     if unknown:
@@ -206,7 +194,7 @@ def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[
         start = time.perf_counter()
         sizes = [p.num_samples, min(p.curve_samples, p.num_samples)]
         results["reference"] = reference_rows(data, judge, sizes, p.seed)
-        results["real_radial_power"] = spectrum(judge_reference_images(data))
+        results["real_radial_power"] = spectrum(data.reference_images("test"))
         results["reference_seconds"] = time.perf_counter() - start
     by_run = {r["run"]: r for r in results["runs"]}
     teacher = ckpts.get("ddpm") or (by_run["ddpm"]["checkpoint"] if "ddpm" in by_run else None)
@@ -235,6 +223,3 @@ def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[
     print(f"Wrote {out / 'results.json'}, {out / 'results.md'} and {len(results['plots'])} plots")
     return results
 
-
-def judge_reference_images(data: ImageDataModule) -> torch.Tensor:
-    return data.reference_images("test")[:1000]

@@ -62,7 +62,7 @@ def _inception_file(path: str | None) -> str | None:
     return str(cached) if cached.is_file() else None
 
 
-def _labelled(data, split: str):
+def labelled(data, split: str):
     import torch
 
     images = data.reference_images(split)
@@ -86,8 +86,8 @@ def classifier_features(data, opts, tag: str, cache: Path):
             raise ValueError(f"--reference={opts.reference} has no class labels to train the feature classifier on; "
                              "pass --inception_weights=/path/weights-inception-2015-12-05-6726825d.pth, or a "
                              "reference with labels (one sub-folder per class)")  # fmt: skip
-        train_x, train_y = _labelled(data, "train")
-        test_x, test_y = _labelled(data, "test")
+        train_x, train_y = labelled(data, "train")
+        test_x, test_y = labelled(data, "test")
         path = cache / f"classifier-{tag}-{train_x.shape[1]}x{train_x.shape[-1]}-e{CLASSIFIER_EPOCHS}.pt"
         accuracy = load_or_train_classifier(path, train_x, train_y, test_x, test_y, epochs=CLASSIFIER_EPOCHS,
                                             seed=opts.seed)[1]  # fmt: skip
@@ -98,7 +98,7 @@ def classifier_features(data, opts, tag: str, cache: Path):
     return build_feature_module("classifier", path), accuracy, path
 
 
-def _reference_features(feature, images, cache: Path, fe_id: str):
+def reference_features(feature, images, cache: Path, fe_id: str):
     """Features of the reference images, cached by their content and the extractor."""
     import hashlib
 
@@ -147,7 +147,7 @@ def score(opts: argparse.Namespace) -> dict:
         fe_id = "clf" + hashlib.sha1(Path(classifier).read_bytes()).hexdigest()[:12]
         label = feature_label("classifier", classifier_dataset=tag)
     label = label[len("FID ("):-1]  # "fmnist-classifier features"
-    ref = reference_stats(_reference_features(feature, reference, cache / "fid", fe_id))
+    ref = reference_stats(reference_features(feature, reference, cache / "fid", fe_id))
     result = bootstrap_scores(extract_features(feature, samples, progress="sample features"), ref,
                               resamples=opts.resamples, seed=opts.seed)  # fmt: skip
     out = {"samples": str(opts.samples), "reference": opts.reference, "split": opts.split, "features": label,
