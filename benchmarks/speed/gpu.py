@@ -28,7 +28,6 @@ PRECISIONS = ("bf16-mixed", "32-true")
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """What one run measures: the full GPU run, or the CPU dry run's tiny version of it."""
-
     device: str = "cuda"
     net: dict = dataclasses.field(default_factory=dict)  # overrides of the configs' network arguments
     batches: tuple[int, ...] = (32, 128)
@@ -46,7 +45,7 @@ DRY_RUN = Plan(device="cpu", net=TINY, batches=(2, 4), warmup=1, steps=1, sync_s
 
 
 def build(name: str, plan: Plan, torch_compile: str | None = None):
-    """The model ``name`` from its config, with ``plan.net``'s overrides (and ``torch_compile`` when asked)."""
+    """The model ``name`` from its config, with ``plan.net``'s overrides."""
     import yaml
 
     from scale_space_diffusion import DDPM, FlexiUNet, Optimization, Sampling, ScaleSpaceDiffusion, UNet
@@ -69,8 +68,7 @@ def sync(device: str) -> None:
 
 
 def train_row(name: str, precision: str, batch: int, plan: Plan, torch_compile: str | None, flops: dict[str, float]) -> dict:
-    """Train ``name`` for warmup + steps + sync_steps steps; img/s over the timed steps, syncs over the last ones.
-    ``flops`` caches each model's training FLOPs per image (counted once, uncompiled)."""
+    """Train ``name`` warmup + steps + sync_steps steps: img/s over ``steps``, syncs over the last; ``flops``: a cache."""
     import lightning as L
 
     from scale_space_diffusion.metrics.model_flops import training_flops_breakdown

@@ -39,9 +39,7 @@ def category(op: str) -> str:
 
 
 def ceiling_gflops(dtype: torch.dtype, reps: int = 5, n: int = 2048, batch: int = 32) -> dict[str, float]:
-    """This machine's dense-math ceilings in GFLOP/s, fastest of ``reps``: an (n, n) matmul through the BLAS
-    (``@``) and through oneDNN (``networks.linear.linear``), and a 3x3 convolution (``batch``, 256 -> 256 channels,
-    32 x 32; oneDNN, as the network's convolutions)."""
+    """GFLOP/s, fastest of ``reps``: an (n, n) matmul by BLAS and by oneDNN, a 3x3 conv (batch, 256 -> 256, 32x32)."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     x, w = torch.randn(batch, 256, 32, 32).to(dtype), torch.randn(256, 256, 3, 3).to(dtype)
     jobs = {"matmul": (lambda: a @ b, 2 * n**3), "matmul (oneDNN)": (lambda: linear(a, b), 2 * n**3),
@@ -141,7 +139,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", type=Path, help=f"markdown file (default {RESULTS}/profile_<config>_<model>.md)")
 
 
-def run(args) -> str:
+def run(args, argv: list[str]) -> str:
     torch.set_num_threads(args.threads)
     a, b = (profile_step(args.config, args.model, args.path, opts, args.iters) for opts in ([], ["bf16"]))
     flops = step_flops(args.config, args.model, args.path)

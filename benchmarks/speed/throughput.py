@@ -16,12 +16,7 @@ from .ab import Series, Worker, median, paired, tree
 RESULTS = Path(__file__).parent / "results"
 CONFIGS, MODELS = ("authors", "demo"), ("ddpm", "ssd", "ssd_full", "sd")
 MODEL_NAMES = {"ddpm": "DDPM", "ssd": "SSD (flexi)", "ssd_full": "SSD (unet_mode=full)", "sd": "SD student"}
-OPTIONS = {  # per-side options (--options, --ref-options)
-    "bf16": 'train and sample under torch.autocast("cpu", torch.bfloat16), as precision="bf16-mixed"',
-    "channels_last": "model and inputs in torch.channels_last memory format",
-    "compile": "model.net.compile() (what torch_compile=True does), compiled on the warm-up call",
-    "malloc": "glibc malloc keeps freed memory for reuse (what `ssd` does at start: cpu.retain_freed_memory)",
-}
+OPTIONS = ("bf16", "channels_last", "compile", "malloc")  # per side (--options, --ref-options): benchmarks/README.md
 TARGET_S = 0.6  # seconds each measurement aims at: iterations per repetition = TARGET_S / one step, 1..10
 
 
@@ -38,12 +33,12 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads of each worker (default 2)")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=[*CONFIGS, "tiny"])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--jobs", nargs="+", default=["train", "sample"], choices=["train", "sample", "ladder"],
-                   help="ladder: also time the whole respaced ladder end to end (default only at the demo config)")  # fmt: skip
     p.add_argument("--reps", type=int, default=4, help="alternating repetitions (default 4)")
+    p.add_argument("--jobs", nargs="+", default=["train", "sample"], choices=["train", "sample", "ladder"],
+                   help="ladder: the whole respaced ladder end to end (always at the demo config)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny networks, 1 repetition, 10 sampler steps (tests)")
     p.add_argument("--name", help="result file stem (default: a timestamp)")
-    p.add_argument("--out", type=Path, default=RESULTS, help=f"output folder (default {RESULTS})")
+    p.add_argument("--out", type=Path, default=RESULTS)
 
 
 def _opts(text: str) -> list[str]:

@@ -84,8 +84,7 @@ def plot(rows: list[dict], path: Path) -> None:
                     sel = [r for r in rows if r["size"] == size and r["layout"] == layout and r["schedule"] in (schedule, "-")]
                     ax.plot([r["levels"] for r in sel], [r[key] for r in sel], style, marker=marker, ms=4,
                             label=f"{size}px {layout} {schedule}")  # fmt: skip
-        ax.set_yscale("log")
-        ax.set_xlabel("ladder levels L (1 = DDPM-sized)")
+        ax.set(yscale="log", xlabel="ladder levels L (1 = DDPM-sized)")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6, ncol=2)

@@ -73,12 +73,9 @@ def _loss_plot(shared: list[tuple[dict, dict]], la: str, lb: str, path: Path) ->
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (ra, rb) in enumerate(shared):
         for r, ls, label in ((ra, "-", la), (rb, "--", lb)):
-            w = r["train_loss_window"]
-            curve = r["train_loss_curve"]
+            w, curve = r["train_loss_window"], r["train_loss_curve"]
             ax.plot([w * (k + 0.5) for k in range(len(curve))], curve, color=f"C{i}", ls=ls, label=f"{r['run']}: {label}")
-    ax.set_yscale("log")
-    ax.set_xlabel("optimisation step")
-    ax.set_ylabel("training loss (window mean)")
+    ax.set(yscale="log", xlabel="optimisation step", ylabel="training loss (window mean)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     save(fig, path)

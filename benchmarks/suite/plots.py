@@ -56,10 +56,8 @@ def pareto(results: dict, path: Path) -> Path:
             for q, xv in zip(pts, x):
                 ax.annotate(str(q["requested_steps"]), (xv, q["fid"]), textcoords="offset points", xytext=(3, 3), fontsize=6)
     _log_x(ax)
-    ax.set_yscale("log")
-    ax.set_xlabel("sampling GFLOPs per image (whole trajectory; labels: sampler steps)")
-    ax.set_ylabel(results.get("feature_extractor", "FID") + " [95% CI]")
-    ax.set_title(f"Quality vs sampling cost, N = {n} per point")
+    ax.set(yscale="log", xlabel="sampling GFLOPs per image (whole trajectory; labels: sampler steps)",
+           ylabel=results.get("feature_extractor", "FID") + " [95% CI]", title=f"Quality vs sampling cost, N = {n} per point")
     return _finish(fig, ax, results, n, path)
 
 
@@ -79,9 +77,7 @@ def training_curves(results: dict, path: Path) -> Path:
             at = next(q for q in ddpm["checkpoints"] if q["step"] == ddpm["train_steps"])
             ax.axvline(at[key], color="k", ls="--", lw=0.8)
         _log_x(ax)
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(results.get("feature_extractor", "FID") + " [95% CI]")
+        ax.set(yscale="log", xlabel=xlabel, ylabel=results.get("feature_extractor", "FID") + " [95% CI]")
         ax.set_title(f"FID during training, N = {n} per checkpoint (dashed: DDPM's budget)", fontsize=9)
         if ax is axes[0]:
             ax.grid(alpha=0.3)
@@ -123,9 +119,7 @@ def ladder(path: Path, image_size: int = 32, num_levels: int = 3, T: int = 1000)
     ax.set_yscale("log", base=2)
     ax.set_yticks(ResolutionLadder(image_size, num_levels, T).resolutions)
     ax.get_yaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("timestep t")
-    ax.set_ylabel("resolution r(t) [px]")
-    ax.set_title(f"SSD resolution ladder, {num_levels} levels, T = {T}")
+    ax.set(xlabel="timestep t", ylabel="resolution r(t) [px]", title=f"SSD resolution ladder, {num_levels} levels, T = {T}")
     ax.legend()
     ax.grid(alpha=0.3)
     return save(fig, path)
@@ -149,9 +143,7 @@ def sd_ablation_spectrum(results: dict, path: Path) -> Path | None:
         b.plot(f, p / np.maximum(real, np.finfo(float).tiny), ls, color=f"C{i}", label=f"{variant}, FID {r['fid']:.3g}")
     b.axhline(1, color="k", lw=1)
     for ax, ylabel in ((a, "power |FFT2|^2 (radial mean)"), (b, "samples / real")):
-        ax.set_yscale("log")
-        ax.set_xlabel("radial frequency |k| / k_max")
-        ax.set_ylabel(ylabel)
+        ax.set(yscale="log", xlabel="radial frequency |k| / k_max", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     a.set_title("Frequency bias: radial power spectrum", fontsize=9)
