@@ -23,11 +23,11 @@ def _options(argv: list[str]) -> list[tuple[str, str | None]]:
     """(``--key``, value or None) for each option, in order, for both ``--key=value`` and ``--key value``."""
     out, i = [], 0
     while i < len(argv):
-        arg = argv[i]
+        arg = "--config" + argv[i][2:] if argv[i] == "-c" or argv[i].startswith("-c=") else argv[i]  # -c: --config
         if arg.startswith("--") and "=" in arg:
             out.append(tuple(arg.split("=", 1)))
         elif arg.startswith("--"):
-            value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else None
+            value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
             out.append((arg, value))
             i += value is not None
         i += 1

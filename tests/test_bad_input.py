@@ -326,7 +326,7 @@ CASES = [
     case(teacher_file(ssd), TypeError, "holds a ScaleSpaceDiffusion", TEACHER, "teacher-ssd"),
     case(teacher_file(lambda: spectral(None)), TypeError, "holds a SpectralDiffusion", r"pass the \.ckpt of a DDPM",
          "teacher-spectral"),
-    case(with_tiny_teacher(timesteps=200), ValueError, "timesteps=200", "set the student's schedule and loss.prediction",
+    case(with_tiny_teacher(timesteps=200), ValueError, "timesteps=200", "set the student's schedule to the teacher's",
          "teacher-schedule"),
     case(with_tiny_teacher(image_size=32), ValueError, "1x32px",
          "set the student net's in_channels=1 and image_size=16", "teacher-image-size"),
@@ -411,9 +411,11 @@ def test_an_int_limit_val_batches_limits_batches(tmp_path, fmnist_idx, cache_dir
     monkeypatch.setattr(sys, "argv", ["ssd"])
     cli = run(smoke_fit(tmp_path, fmnist_idx, cache_dir, "--data.val_fraction=0.5", "--trainer.max_steps=1"))
     assert len(cli.datamodule.val_dataloader()) > 2 and cli.trainer.num_val_batches == [1]
-    cli = run(smoke_fit(tmp_path / "b", fmnist_idx, cache_dir, "--data.val_fraction=0.5", "--trainer.max_steps=1",
-                        "--trainer.limit_val_batches=2"))  # fmt: skip
-    assert cli.trainer.num_val_batches == [2]
+    from scale_space_diffusion.cli_guards import batch_limits
+
+    config = ROOT / "configs/smoke/ddpm_tiny.yaml"  # limit_val_batches: 1; the command line wins, as in LightningCLI
+    assert batch_limits(["fit", f"--config={config}", "--trainer.limit_val_batches", "2"]) == {"limit_val_batches": 2}
+    assert batch_limits(["fit", f"--config={config}", "--trainer.limit_val_batches=0.5"]) == {}  # a share stays one
 
 
 def test_resuming_with_another_batch_size_or_dataset_warns_naming_both(tmp_path, fmnist_idx, cache_dir, monkeypatch):
