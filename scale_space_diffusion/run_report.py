@@ -90,8 +90,8 @@ def _fitted(train, hp) -> str:
     if (h, w) == (s, s):
         return f"stored at {h}x{w}, used as they are"
     if min(h, w) < s:
-        how = "padded with background" if hp.small_images == "pad" else "upscaled bicubically"
-        return f"stored at {h}x{w}, {how} to {s}x{s} (data.small_images={hp.small_images})"
+        how = "upscaled bicubically" if hp.small_images == "resize" else "padded with background"
+        return f"stored at {h}x{w}, {how} to {s}x{s} (data.small_images={hp.small_images or 'pad'})"
     which = "" if train.same_size else " (the first)"
     return f"stored at {h}x{w}{which}, resized and centre-cropped to {s}x{s}"
 

@@ -59,8 +59,6 @@ def test_tensorboard_gets_lr_step_time_images_per_s_and_grad_norm_and_no_hp_metr
     assert cli.trainer.global_step == 4
 
 
-@pytest.mark.xfail(strict=True, reason="ImageDataModule warns that Fashion-MNIST's 28x28 images are padded to 32 "
-                   "(data/datamodule.py, whose tests require that warning); the fit summary states the same")  # fmt: skip
 def test_the_demo_config_runs_without_a_warning(tmp_path, caplog):
     from scale_space_diffusion.cpu import native_cpu_bf16
 

@@ -13,7 +13,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..lightning_internals import batches_trained, epoch_batches, next_drawing_epoch
@@ -53,7 +53,8 @@ class ImageDataModule(L.LightningDataModule):
         image_size: S, the output height and width in pixels.
         channels: 1 (greyscale) or 3 (RGB).
         small_images: how images smaller than image_size are brought up to it: "pad" with background (28->32: 2 px
-            per side) or "resize" (bicubic upscale).
+            per side) or "resize" (bicubic upscale); null pads and warns once, naming how many images it padded
+            (a config that names the choice gets the same line as information).
         transparent_background: the colour that transparent pixels (RGBA, LA, or a palette with a transparent
             colour) are composited over, as a viewer shows them on a page of that colour: "white" (the default)
             or "black". A warning says how many training images have transparency.
@@ -74,7 +75,7 @@ class ImageDataModule(L.LightningDataModule):
         label_column: str | None = None,
         image_size: int = 32,
         channels: int = 1,
-        small_images: Literal["pad", "resize"] = "pad",
+        small_images: Literal["pad", "resize"] | None = None,
         transparent_background: Literal["white", "black"] = "white",
         random_flip: bool = True,
         val_fraction: float = 0.02,
@@ -94,7 +95,7 @@ class ImageDataModule(L.LightningDataModule):
                   (batch_size > 0, f"batch_size={batch_size} must be positive, e.g. 64"),
                   (num_workers >= 0, f"num_workers={num_workers} must be >= 0"),
                   (max_samples is None or max_samples > 0, f"max_samples={max_samples} must be positive or None"),
-                  (small_images in ("pad", "resize"), f"small_images={small_images!r} must be 'pad' or 'resize'"),
+                  (small_images in ("pad", "resize", None), f"small_images={small_images!r} must be 'pad' or 'resize'"),
                   (transparent_background in BACKGROUNDS,
                    f"transparent_background={transparent_background!r} must be 'white' or 'black'")]
         for ok, msg in checks:
@@ -142,7 +143,7 @@ class ImageDataModule(L.LightningDataModule):
         for split, ds in (("train", train), ("val", val), ("test", test)):
             ds = ds.select(range(min(cap, len(ds))))
             self.splits[split] = ArrowImages(ds, source.image, source.label, hp.image_size, hp.channels,
-                                             hp.small_images, hp.transparent_background)
+                                             hp.small_images or "pad", hp.transparent_background)
         self._warn_small_images()
         self._warn_transparency()
 
@@ -153,12 +154,13 @@ class ImageDataModule(L.LightningDataModule):
         return np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist() if n else []
 
     def _warn_small_images(self) -> None:
-        """One warning if training images are smaller than image_size: how many, their size, what is done to them."""
+        """If training images are smaller than image_size: how many, their size, what is done to them. A warning when
+        the config leaves small_images unset, else information (the run does what its config asked)."""
         train, hp = self.splits["train"], self.hparams
         sample = self._sample(everything=train.same_size)  # one shape for all is read once
-        message = sample and small_images_message(train.sizes(sample), len(train), hp.image_size, hp.small_images)
+        message = sample and small_images_message(train.sizes(sample), len(train), hp.image_size, hp.small_images or "pad")
         if message:
-            rank_zero_warn(message)
+            (rank_zero_warn if hp.small_images is None else rank_zero_info)(message)
 
     def _warn_transparency(self) -> None:
         """One warning if training images have transparent pixels: how many, and the background they are put on."""

@@ -1,3 +1,4 @@
+import logging
 """Preprocessing facts: ADM's centre crop, grey conversion as PIL does it, 16-bit images, and the one warning about
 images smaller than image_size."""
 import struct
@@ -91,12 +92,16 @@ def small_folder(root: Path) -> Path:
     return root
 
 
+PADDED = ("padded with 5 px of background on each side (86% of each image is padding); "
+          "set data.small_images=resize to upscale instead")
+
+
 @pytest.mark.parametrize("small, how", [
-    ("pad", "padded with 5 px of background on each side (86% of each image is padding); "
-            "set data.small_images=resize to upscale instead"),
+    (None, PADDED), ("pad", PADDED),
     ("resize", "upscaled bicubically by 2.67x; set data.small_images=pad to pad them with background instead")],
-    ids=["pad", "resize"])
-def test_small_images_warn_once(tmp_path, small, how):
+    ids=["unset", "pad", "resize"])
+def test_small_images_are_announced_once(tmp_path, caplog, small, how):
+    """A warning when the config leaves the choice unset; the same line as information when it names it."""
     m = ImageDataModule(dataset=str(small_folder(tmp_path / "imgs")), image_size=16, small_images=small,
                         val_fraction=0.0, cache_dir=str(tmp_path / "cache"))
 
@@ -107,9 +112,14 @@ def test_small_images_warn_once(tmp_path, small, how):
         m.setup("test")
         m.reference_images("test")
 
-    assert caught(use) == [f"6 of 8 training images are 6x6, smaller than image_size=16: {how}"]
+    message = f"6 of 8 training images are 6x6, smaller than image_size=16: {how}"
+    with caplog.at_level(logging.INFO):
+        warned = caught(use)
+    assert warned == ([message] if small is None else [])
+    assert [r.getMessage() for r in caplog.records if "smaller than image_size" in r.getMessage()] == (
+        [] if small is None else [message])
     x, _ = m.splits["train"].__getitems__(list(range(6)))
-    assert ((x[..., :5, :] == -1).all() and (x[..., 5:11, 5:11] > -1).all()) == (small == "pad")
+    assert ((x[..., :5, :] == -1).all() and (x[..., 5:11, 5:11] > -1).all()) == (small != "resize")
 
 
 def test_fashion_mnist_padding_is_announced(tmp_path, fmnist_idx):
