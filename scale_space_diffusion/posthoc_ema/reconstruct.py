@@ -94,8 +94,14 @@ def apply_to_model(model, state: dict[str, Tensor]):
 
 def write_checkpoint(source: str | Path, state: dict[str, Tensor], target: Profile, out: str | Path) -> Path:
     """A copy of the Lightning checkpoint ``source`` whose inference weights (``net_ema.module.*`` if present,
-    else ``net.*``) are ``state``: every command that reads checkpoints (``ssd predict``, the benchmark) samples it."""
-    ckpt = torch.load(source, map_location="cpu", weights_only=True)
+    else ``net.*``) are ``state``: every command that reads checkpoints (``ssd predict``, the benchmark) samples it.
+    Read and written through :class:`~scale_space_diffusion.io.AtomicCheckpointIO` (verified, new checksums)."""
+    from ..io.checkpoint_io import AtomicCheckpointIO
+    from ..io.integrity import KEY
+
+    io = AtomicCheckpointIO()
+    ckpt = io.load_checkpoint(source, weights_only=True)
+    ckpt.pop(KEY, None)  # the weights change: save_checkpoint hashes them anew
     weights = ckpt["state_dict"]
     prefix = "net_ema.module." if any(k.startswith("net_ema.module.") for k in weights) else "net."
     missing = [n for n in state if prefix + n not in weights]
@@ -105,7 +111,5 @@ def write_checkpoint(source: str | Path, state: dict[str, Tensor], target: Profi
     for name, value in state.items():
         weights[prefix + name] = value.to(weights[prefix + name].dtype)
     ckpt["posthoc_ema"] = {"sigma_rel": target.sigma_rel, "step": target.step, "weights": prefix + "*"}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, out)
-    return out
+    io.save_checkpoint(ckpt, out)
+    return Path(out)

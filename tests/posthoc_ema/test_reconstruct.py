@@ -112,7 +112,9 @@ def test_apply_and_write_checkpoint(short_run, tmp_path):
     torch.testing.assert_close(flat(model.sampling_net.state_dict()), flat(state))
     assert model.sampling_net is not model.net  # the raw training weights are left alone
     out = write_checkpoint(short_run["root"] / "last.ckpt", state, Profile(STEPS, TARGET), tmp_path / "e.ckpt")
-    ckpt = torch.load(out, weights_only=True)
+    from scale_space_diffusion.io.checkpoint_io import AtomicCheckpointIO
+
+    ckpt = AtomicCheckpointIO().load_checkpoint(out, weights_only=True)  # its new checksums verify
     assert ckpt["posthoc_ema"]["sigma_rel"] == TARGET
     for name, value in state.items():
         torch.testing.assert_close(ckpt["state_dict"][f"net_ema.module.{name}"], value)
