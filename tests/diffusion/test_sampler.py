@@ -40,6 +40,7 @@ def test_respaced_with_all_steps_equals_full(process):
 def test_respacing_keeps_every_transition(process):
     steps = respaced_steps(process, 5)
     assert set(process.ladder.transitions) <= set(steps) and steps[0] == process.T - 1 and steps[-1] == 0
+    assert {t - 1 for t in process.ladder.transitions} <= set(steps)  # the new resolution refines at once
     g = torch.Generator().manual_seed(0)
     x = sample_respaced(toy_model, process, prior(process, 2, 2, g), steps=5, generator=g, disable=True)
     assert x.shape == (2, 2, 16, 16) and torch.isfinite(x).all()
