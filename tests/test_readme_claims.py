@@ -27,7 +27,7 @@ CLAIMS = [
      ["tests/data/test_sources.py::test_cli_trains_on_a_local_layout", "tests/data/test_sources.py::test_hub_layout_arrow",
       "tests/data/test_sources.py::test_save_to_disk_dataset_dict_and_dataset"]),
     ("Images are resized and centre-cropped to `image_size`; smaller ones are padded or upscaled",
-     ["tests/data/test_preprocess.py::test_center_crop_arr_facts", "tests/data/test_preprocess.py::test_small_images_warn_once"]),
+     ["tests/data/test_preprocess.py::test_center_crop_arr_facts", "tests/data/test_preprocess.py::test_small_images_are_announced_once"]),
     ("`fit` prints what it found first",
      ["tests/test_run_report.py::test_fit_starts_with_one_summary_of_data_sizes_precision_steps_and_outputs"]),
     ("`fit ... --ckpt_path last` continues a stopped run", ["tests/test_lifecycle.py::test_every_stop_resumes_exactly"]),

@@ -1,6 +1,6 @@
-import logging
 """Preprocessing facts: ADM's centre crop, grey conversion as PIL does it, 16-bit images, and the one warning about
 images smaller than image_size."""
+import logging
 import struct
 import warnings
 import zlib

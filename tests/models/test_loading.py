@@ -6,6 +6,7 @@ import torch
 from conftest import ROOT
 
 from scale_space_diffusion.diffusion.rng import seeded_generator
+from scale_space_diffusion.diffusion.sampler import prior, sample
 from scale_space_diffusion.io.legacy import upgrade_hparams
 from scale_space_diffusion.io.loading import load_model
 from scale_space_diffusion.models.settings import Optimization, Sampling
@@ -18,9 +19,12 @@ def test_a_checkpoint_from_c666f5b_samples_the_images_it_sampled_then(name):
     """The student's teacher file is gone (it was in /tmp when the fixture was made): sampling needs none.
     Equal to float tolerance: the faster attention kernel since then sums in another order (max ~1e-6 per call)."""
     model = load_model(str(LEGACY / f"{name}.ckpt"))
-    indices = torch.arange(4)
+    process, labels = model.process, model.sample_labels(torch.arange(4))
     generators = [seeded_generator(0, i) for i in range(4)]  # c666f5b's per-image CPU generators, still accepted
-    images = model.sample(generators, model.sample_labels(indices), sampling=Sampling(steps=4))
+    T, kept = process.T, set(process.ladder.transitions)  # c666f5b's respacing of 4 steps: no t - 1 after transitions
+    steps = sorted(set(torch.linspace(0, T - 1, 4).round().long().tolist()) | kept | {0, T - 1}, reverse=True)
+    x = prior(process, 4, model.channels, generators)
+    images = sample(model.denoiser(Sampling()), process, x, steps=steps, labels=labels, generator=generators, disable=True)
     torch.testing.assert_close(images, torch.load(LEGACY / "samples.pt")[name], rtol=0, atol=1e-4)
 
 
