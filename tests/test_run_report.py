@@ -19,6 +19,13 @@ def plain_argv(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ssd"])  # LightningCLI warns when args and argv both exist
 
 
+@pytest.fixture(autouse=True)
+def lightning_records_reach_caplog(monkeypatch):
+    """Lightning stops its logger's propagation when it is first imported with no root handler (as in a test
+    session's collection); caplog listens at the root, so this module's assertions need the records there."""
+    monkeypatch.setattr(logging.getLogger("lightning.pytorch"), "propagate", True)
+
+
 def _data(fmnist_idx, cache_dir):
     return [f"--data.idx_dir={fmnist_idx}", f"--data.cache_dir={cache_dir}"]
 
