@@ -25,15 +25,18 @@ ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)  # Threefry-2x32 rotation constants 
 PARITY = 0x1BD11BDA  # Threefish key-schedule parity constant (< 2^31, so int32 holds it)
 
 
+def _digest(key: tuple[int | str, ...]) -> bytes:
+    return hashlib.sha256(":".join(map(str, key)).encode()).digest()
+
+
 def hash32(*key: int | str) -> int:
     """A 32-bit integer from a hash of ``key``: distinct keys give unrelated values."""
-    return int.from_bytes(hashlib.sha256(":".join(map(str, key)).encode()).digest()[:4], "little")
+    return int.from_bytes(_digest(key)[:4], "little")
 
 
 def seeded_generator(*key: int | str) -> torch.Generator:
     """A CPU generator seeded by a hash of ``key``: distinct keys give independent streams."""
-    digest = hashlib.sha256(":".join(map(str, key)).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return torch.Generator().manual_seed(int.from_bytes(_digest(key)[:8], "little") >> 1)
 
 
 def int32(value: int) -> int:
@@ -94,9 +97,6 @@ class ImageNoise:
 
     def to(self, device: torch.device | str) -> ImageNoise:
         return ImageNoise(self.seed, to_device(self.indices, torch.device(device)))
-
-    def __getitem__(self, rows: slice) -> ImageNoise:
-        return ImageNoise(self.seed, self.indices[rows])
 
     def randn(self, shape: Sequence[int], draw: int) -> Tensor:
         """N(0, I) of ``shape`` (B, ...) float32 on the indices' device; row b is a function of (seed, indices[b], draw)."""

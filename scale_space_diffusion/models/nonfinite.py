@@ -35,8 +35,9 @@ class NonFiniteGuard:
         new = ~torch.isfinite(loss) & (first_step < 0)
         first_step.copy_(torch.where(new, step, first_step))
         first_loss.copy_(torch.where(new, loss.float(), first_loss))
-        lo, hi = self.t_ranges.get((stage, step), (int(t_host.min()), int(t_host.max())))
-        self.t_ranges[stage, step] = (min(lo, int(t_host.min())), max(hi, int(t_host.max())))
+        lo, hi = int(t_host.min()), int(t_host.max())  # a step's val/test batches widen its range
+        seen = self.t_ranges.get((stage, step), (lo, hi))
+        self.t_ranges[stage, step] = (min(lo, seen[0]), max(hi, seen[1]))
 
     def check(self, stage: str) -> None:
         """Raise FloatingPointError naming the step, loss and timesteps if ``stage`` observed a non-finite loss (this
