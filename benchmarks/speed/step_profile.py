@@ -17,7 +17,8 @@ from scale_space_diffusion.cpu import native_cpu_bf16
 from scale_space_diffusion.metrics.flops import register_cpu_attention_flops
 from scale_space_diffusion.networks.linear import linear
 
-from .throughput import RESULTS, case_spec
+from .throughput import RESULTS
+from .worker import case_spec
 from .worker import NETS, Case
 
 # (name, substrings of the aten op name), the first match wins. In fp32 on CPU the attention projections run as 1x1

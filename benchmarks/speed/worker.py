@@ -1,10 +1,9 @@
-"""One A/B side: times models of whichever ``scale_space_diffusion`` is on PYTHONPATH (050a661 or later; the API
-differences are feature-detected in ``Case.denoise`` and ``Case.train_step``). JSON lines on stdin/stdout:
-info | build | time | check | flops | drop | quit -> {"ok": ...}. Imports torch and the package only."""
+"""One side of ``throughput``: ``python worker.py THREADS [OPTIONS...]`` times the ``scale_space_diffusion`` on
+PYTHONPATH (050a661 or later). Each JSON line on stdin builds {"case": spec} if new, then answers ``Case.describe``
+or, given "job", "path" and "iters", {"wall": [s, ...]}. EOF ends it. Imports torch and the package only."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
@@ -12,7 +11,7 @@ import math
 import os
 import sys
 import time
-import traceback
+import warnings
 
 import torch
 
@@ -26,8 +25,15 @@ NETS = {  # network configurations: the authors' SSD code's, the demo config's (
 }  # fmt: skip
 
 
-def _seeded_weights(module: torch.nn.Module) -> None:
-    """Deterministic non-zero weights per parameter name: both trees hold the same network (zero output convs would
+def case_spec(config: str, model: str, quick: bool) -> dict:
+    """A case: training batch 32, sampling batch 8 (tiny: 4 and 2), 100 sampler steps (quick: 10)."""
+    tiny = config == "tiny"
+    return {"config": config, "model": model, "batch": 4 if tiny else 32, "sample_batch": 2 if tiny else 8,
+            "sample_steps": 10 if quick else 100}  # fmt: skip
+
+
+def seeded_weights(module: torch.nn.Module) -> None:
+    """Non-zero weights seeded by parameter name, so that both trees hold the same network (zero output convs would
     make the parity check vacuous)."""
     with torch.no_grad():
         for name, p in module.named_parameters():
@@ -40,88 +46,79 @@ def _seeded_weights(module: torch.nn.Module) -> None:
                 p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
 
 
-def _model(case: dict):
+def build_model(config: str, kind: str):
+    """``kind`` (ddpm, ssd, ssd_full, sd) at the network ``config`` of NETS, with seeded weights."""
     import scale_space_diffusion as pkg
 
-    cfg = dict(NETS[case["config"]])
+    cfg = dict(NETS[config])
     layout, sd_width = cfg.pop("layout"), cfg.pop("sd_width")
-    kind = case["model"]
     if kind in ("ssd", "ssd_full"):
-        net = pkg.FlexiUNet(**cfg, layout=layout)
-        model = pkg.ScaleSpaceDiffusion(net, num_levels=case.get("levels", len(cfg["channel_mult"])),
+        model = pkg.ScaleSpaceDiffusion(pkg.FlexiUNet(**cfg, layout=layout), num_levels=len(cfg["channel_mult"]),
                                         unet_mode="full" if kind == "ssd_full" else "flexi")  # fmt: skip
-    elif kind == "ddpm":
-        model = pkg.DDPM(pkg.UNet(**cfg))
     elif kind == "sd":
         teacher = pkg.DDPM(pkg.UNet(**cfg))
-        _seeded_weights(teacher)
+        seeded_weights(teacher)
         model = pkg.SpectralDiffusion(pkg.SpectralUNet(**{**cfg, "model_channels": sd_width}))
         model.attach_teacher(teacher)
     else:
-        raise ValueError(f"unknown model {kind!r}")
-    _seeded_weights(model)
+        model = pkg.DDPM(pkg.UNet(**cfg))
+    seeded_weights(model)
     return model
 
 
 class Case:
-    """A built model with fixed inputs for every (job, path) it is timed on."""
+    """A built model with fixed seeded inputs for every (job, path) it is timed on; a path is 'r(t)->r(s)'."""
 
     def __init__(self, spec: dict, options: list[str]):
+        from scale_space_diffusion.diffusion.sampler import respaced_steps
+
         self.spec, self.options, self.inputs = spec, set(options), {}
         torch.manual_seed(0)
-        self.model = _model(spec)
+        self.model = build_model(spec["config"], spec["model"])
         if "channels_last" in self.options:
             self.model.to(memory_format=torch.channels_last)
         if "compile" in self.options:
             self.model.net.compile()
-        opt = self.model.configure_optimizers()
-        self.opt = opt["optimizer"] if isinstance(opt, dict) else opt
-        self.process, self.ladder = self.model.process, self.model.process.ladder
-        self.C, self.R, self.steps = self.model.net.in_channels, self.model.net.image_size, spec["sample_steps"]
-        from scale_space_diffusion.diffusion.sampler import respaced_steps
+        self.opt = self.model.configure_optimizers()
+        self.process, self.res, self.C = self.model.process, self.model.process.ladder.res, self.model.net.in_channels
+        kept = respaced_steps(self.process, spec["sample_steps"])
+        self.jumps = list(zip(kept, kept[1:] + [-1]))
+        self.paths: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (job, path) -> its (t, s): every t, every jump
+        for job, pairs in (("train", [(t, t - 1) for t in range(self.process.T)]), ("sample", self.jumps)):
+            for t, s in pairs:
+                self.paths.setdefault((job, f"{self.res(t)}->{self.res(s)}"), []).append((t, s))
 
-        self.kept = respaced_steps(self.process, self.steps)
-
-    def denoise(self, x_t, t, out_res: int, labels):
-        """x0_hat as the sampler gets it: the model's Denoiser (after 050a661) or its ``denoise`` method."""
-        m = self.model
-        return (m.denoiser() if hasattr(m, "denoiser") else m.denoise)(x_t, t, out_res, labels)
-
-    def train_paths(self) -> dict[str, list[int]]:
-        """'r_in->r_out' -> the t in 0..T-1 on that path."""
-        out: dict[str, list[int]] = {}
-        for t in range(self.process.T):
-            out.setdefault(f"{self.ladder.res(t)}->{self.ladder.res(t - 1)}", []).append(t)
-        return out
-
-    def sample_paths(self) -> dict[str, dict]:
-        """'r(t)->r(s)' -> {"uses": jumps of the respaced sampler on it, "t": first t, "s": its s}."""
-        out: dict[str, dict] = {}
-        for t, s in zip(self.kept, self.kept[1:] + [-1]):
-            out.setdefault(f"{self.ladder.res(t)}->{self.ladder.res(s)}", {"uses": 0, "t": t, "s": s})["uses"] += 1
-        return out
-
-    def _format(self, x: torch.Tensor) -> torch.Tensor:
+    def fmt(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if "channels_last" in self.options else x
 
-    def _randn(self, g, batch: int, r: int) -> torch.Tensor:
-        return self._format(torch.randn(batch, self.C, r, r, generator=g))
+    def randn(self, g: torch.Generator, batch: int, r: int) -> torch.Tensor:
+        return self.fmt(torch.randn(batch, self.C, r, r, generator=g))
 
-    def train_inputs(self, path: str):
-        if ("train", path) not in self.inputs:
-            g, ts = torch.Generator().manual_seed(1), torch.tensor(self.train_paths()[path])
-            plain = ts[[int(t) not in set(self.ladder.transitions) for t in ts]]
-            pool = plain if len(plain) else ts  # a transition path is one t; a plain path never mixes one in
-            t = pool[torch.randint(len(pool), (self.spec["batch"],), generator=g)]
-            x0 = self._randn(g, self.spec["batch"], self.R).clamp(-1, 1)
-            self.inputs[("train", path)] = (x0, t, self._randn(g, self.spec["batch"], int(path.split("->")[0])))
-        return self.inputs[("train", path)]
+    def inputs_of(self, job: str, path: str) -> tuple:
+        """train: (x0, t, noise) at batch; sample: (x_t, t, s, z) of the path's first jump at sample_batch."""
+        if (job, path) not in self.inputs:
+            pairs = self.paths[(job, path)]
+            if job == "train":
+                g, ts, n = torch.Generator().manual_seed(1), torch.tensor([t for t, _ in pairs]), self.spec["batch"]
+                t = ts[torch.randint(len(ts), (n,), generator=g)]
+                x0 = self.randn(g, n, self.res(-1)).clamp(-1, 1)
+                self.inputs[(job, path)] = x0, t, self.randn(g, n, self.res(pairs[0][0]))
+            else:
+                g, (t, s) = torch.Generator().manual_seed(2), pairs[0]
+                x = self.randn(g, self.spec["sample_batch"], self.res(t))
+                self.inputs[(job, path)] = x, t, s, self.randn(g, len(x), self.res(s))
+        return self.inputs[(job, path)]
 
-    def autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in self.options else contextlib.nullcontext()
+    def autocast(self) -> torch.autocast:
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in self.options)
+
+    def denoise(self, x_t, t: int, s: int) -> torch.Tensor:
+        """x0_hat at r(s) as the sampler gets it: the model's Denoiser (after 050a661) or its ``denoise`` method."""
+        m, t_batch = self.model, torch.full((len(x_t),), t, dtype=torch.long)
+        return (m.denoiser() if hasattr(m, "denoiser") else m.denoise)(x_t, t_batch, self.res(s), None)
 
     def train_step(self, path: str) -> None:
-        x0, t, noise = self.train_inputs(path)
+        x0, t, noise = self.inputs_of("train", path)
         m = self.model.train()
         with self.autocast():
             out_res = (int(path.split("->")[1]),) if "out_res" in inspect.signature(m.loss_terms).parameters else ()
@@ -135,100 +132,71 @@ class Case:
     def reverse_step(self, x, t: int, s: int, z) -> torch.Tensor:
         """One ancestral step as both trees' samplers take it: denoise, clip, exact posterior mean and noise."""
         with self.autocast():
-            x0_hat = self.denoise(x, torch.full((len(x),), t, dtype=torch.long), self.ladder.res(s), None)
+            x0_hat = self.denoise(x, t, s)
         mean = self.process.posterior_mean(x, x0_hat.float().clamp(-1, 1), t, s)
         return mean if s < 0 else mean + self.process.posterior_noise(z, t, s)
 
-    def sample_inputs(self, path: str):
-        if ("sample", path) not in self.inputs:
-            p, g = self.sample_paths()[path], torch.Generator().manual_seed(2)
-            x = self._randn(g, self.spec["sample_batch"], self.ladder.res(p["t"]))
-            self.inputs[("sample", path)] = (x, p["t"], p["s"], self._randn(g, len(x), self.ladder.res(p["s"])))
-        return self.inputs[("sample", path)]
-
-    def run(self, job: str, path: str | None) -> None:
+    def run(self, job: str, path: str | None) -> torch.Tensor | None:
         if job == "train":
             return self.train_step(path)
         self.model.eval()
         if job == "sample":
-            self.reverse_step(*self.sample_inputs(path))
-            return
-        g = torch.Generator().manual_seed(3)  # job "ladder": the whole respaced ladder, end to end
-        x = torch.randn(self.spec["sample_batch"], self.C, self.ladder.res(self.kept[0]), self.ladder.res(self.kept[0]), generator=g)
-        for t, s in zip(self.kept, self.kept[1:] + [-1]):
-            z = torch.zeros(len(x), self.C, self.ladder.res(s), self.ladder.res(s)) if s >= 0 else None
-            x = self.reverse_step(self._format(x), t, s, z)
+            return self.reverse_step(*self.inputs_of("sample", path))
+        x = self.randn(torch.Generator().manual_seed(3), self.spec["sample_batch"], self.res(self.jumps[0][0]))
+        for t, s in self.jumps:  # job "ladder": the whole respaced ladder, end to end, with z = 0
+            x = self.reverse_step(self.fmt(x), t, s, torch.zeros(len(x), self.C, self.res(s), self.res(s)) if s >= 0 else None)
 
-    @torch.no_grad()
-    def outputs(self) -> dict[str, list[float]]:
-        """The denoiser's output on every sampling path, before training: both trees must agree to float tolerance."""
+    def describe(self, flops: bool) -> dict:
+        """Paths with their weights (share of t; jumps), and the denoiser's outputs on every sampling path before
+        training (both trees must agree to float tolerance)."""
+        import scale_space_diffusion as pkg
+
+        out = {"package": os.path.dirname(pkg.__file__), "params": sum(p.numel() for p in self.model.net.parameters()),
+               "train_paths": {}, "sample_paths": {}, "outputs": {}, "flops": self.flops() if flops else None}  # fmt: skip
         self.model.eval()
-        out = {}
-        for path in self.sample_paths():
-            x, t, s, _ = self.sample_inputs(path)
-            with self.autocast():
-                y = self.denoise(x[:2], torch.full((2,), t, dtype=torch.long), self.ladder.res(s), None)
-            out[path] = y.float().flatten().tolist()
+        for (job, path), pairs in self.paths.items():
+            out[f"{job}_paths"][path] = len(pairs) / self.process.T if job == "train" else len(pairs)
+            if job == "sample":
+                x, t, s, _ = self.inputs_of(job, path)
+                with torch.no_grad(), self.autocast():
+                    out["outputs"][path] = self.denoise(x[:2], t, s).float().flatten().tolist()
         return out
 
     def flops(self) -> dict:
         import scale_space_diffusion.metrics.model_flops as mf
 
-        train, sample = mf.training_flops_breakdown(self.model), mf.sampling_flops(self.model, self.steps, trace=False)
+        train, sample = mf.training_flops_breakdown(self.model), mf.sampling_flops(self.model, self.spec["sample_steps"], trace=False)
         return {"train": {k: v["flops"] for k, v in train["paths"].items()}, "train_total": train["flops"],
                 "sample": {k: v["denoise_flops"] + v["posterior_flops"] for k, v in sample["paths"].items()},
                 "sample_total": sample["flops"]}  # fmt: skip
 
 
-def reply(msg: dict, cases: dict) -> dict:
-    cmd, case = msg["cmd"], cases.get(msg.get("key"))
-    if cmd == "info":
-        import scale_space_diffusion
-
-        return {"package": os.path.dirname(scale_space_diffusion.__file__), "torch": torch.__version__}
-    if cmd == "build":
-        case = cases[msg["key"]] = Case(msg["case"], [o for o in os.environ.get("THROUGHPUT_OPTIONS", "").split(",") if o])
-        return {"train_paths": {k: len(v) / case.process.T for k, v in case.train_paths().items()},
-                "sample_paths": {k: v["uses"] for k, v in case.sample_paths().items()},
-                "params": sum(p.numel() for p in case.model.net.parameters())}  # fmt: skip
-    if cmd == "time":
-        walls = []
-        for _ in range(msg["iters"]):
-            start = time.perf_counter()
-            case.run(msg["job"], msg.get("path"))
-            walls.append(time.perf_counter() - start)
-        return {"wall": walls}
-    if cmd in ("check", "flops"):
-        return {"outputs": case.outputs()} if cmd == "check" else case.flops()
-    if cmd == "drop":
-        cases.pop(msg["key"], None)
-        return {}
-    raise ValueError(f"unknown command {cmd!r}")
-
-
-def main() -> None:
-    torch.set_num_threads(int(os.environ.get("THROUGHPUT_THREADS", "2")))
-    if "malloc" in os.environ.get("THROUGHPUT_OPTIONS", "").split(","):
+def main(threads: int, options: list[str]) -> None:
+    torch.set_num_threads(threads)
+    if "malloc" in options:
         from scale_space_diffusion.cpu import retain_freed_memory  # what `ssd` does at start
 
         if not retain_freed_memory():
             raise RuntimeError("option malloc: glibc's mallopt refused the settings (or this is not glibc)")
     out, sys.stdout = sys.stdout, sys.stderr  # anything the package prints goes to stderr; stdout is the protocol
-    import warnings
-
     warnings.filterwarnings("ignore")
-    cases: dict[str, Case] = {}
+    case = None
     for line in sys.stdin:
         msg = json.loads(line)
-        if msg["cmd"] == "quit":
-            break
-        try:
-            answer = {**reply(msg, cases), "ok": True}
-        except Exception as e:  # noqa: BLE001 - reported to the driver, which decides
-            answer = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-        out.write(json.dumps(answer) + "\n")
+        if case is None or case.spec != msg["case"]:
+            case = None  # free the last case first
+            case = Case(msg["case"], options)
+        if "job" not in msg:
+            out.write(json.dumps(case.describe(msg["flops"])) + "\n")
+        else:
+            walls = []
+            for _ in range(msg["iters"]):
+                start = time.perf_counter()
+                case.run(msg["job"], msg["path"])
+                walls.append(time.perf_counter() - start)
+            out.write(json.dumps({"wall": walls}) + "\n")
         out.flush()
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]), sys.argv[2:])
