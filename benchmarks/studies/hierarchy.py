@@ -29,21 +29,18 @@ T, LEVELS, SIZE = 1000, 3, 32
 
 def curves(x0: torch.Tensor) -> dict[str, list[float]]:
     """x0 float (N, 1, R, R) in [-1, 1] -> per-t fractions (lists of length T)."""
-    sched = NoiseSchedule.make("linear", T)
-    a, sigma = sched.abar.sqrt().float(), (1 - sched.abar).sqrt().float()
-    R = x0.shape[-1]
+    sched, R = NoiseSchedule.make("linear", T), x0.shape[-1]
+    a, sigma = sched.abar.sqrt().float()[:, None, None], (1 - sched.abar).sqrt().float()[:, None, None]
     ladders = {s: ResolutionLadder(R, LEVELS, T, s, 0.5) for s in ("convex", "equal")}
-    amp_pix = x0.abs().flatten(1)  # (N, R^2)
-    amp_freq = torch.fft.fft2(x0.double(), norm="ortho").abs().float().flatten(1)
+    res = torch.tensor([ladders["convex"].res(t) for t in range(T)])
     down = {r: Resize("bilinear").down(x0.double(), r).abs().float().flatten(1) for r in ladders["convex"].resolutions}
-    out = {"t": list(range(T)), "pixels_ddpm": [], "pixels_ssd_convex": [], "frequencies": []}
-    for t in range(T):
-        out["pixels_ddpm"].append(float((a[t] * amp_pix > sigma[t]).float().mean()))
-        out["pixels_ssd_convex"].append(float((a[t] * down[ladders["convex"].res(t)] > sigma[t]).float().mean()))
-        out["frequencies"].append(float((a[t] * amp_freq > sigma[t]).float().mean()))
-    for s, lad in ladders.items():
-        out[f"ladder_{s}"] = [(lad.res(t) / R) ** 2 for t in range(T)]
-    return out
+    ssd = torch.empty(T)
+    for r, amp in down.items():  # the t at resolution r
+        ssd[res == r] = (a[res == r] * amp > sigma[res == r]).float().mean((1, 2))
+    amp_freq = torch.fft.fft2(x0.double(), norm="ortho").abs().float().flatten(1)
+    out = {"t": list(range(T)), "pixels_ddpm": (a * x0.abs().flatten(1) > sigma).float().mean((1, 2)).tolist(),
+           "pixels_ssd_convex": ssd.tolist(), "frequencies": (a * amp_freq > sigma).float().mean((1, 2)).tolist()}
+    return out | {f"ladder_{s}": [(lad.res(t) / R) ** 2 for t in range(T)] for s, lad in ladders.items()}
 
 
 def crossing(values: list[float], level: float) -> int | None:
@@ -54,15 +51,14 @@ def crossing(values: list[float], level: float) -> int | None:
 def markdown(c: dict, n: int) -> str:
     keys = ["pixels_ddpm", "pixels_ssd_convex", "frequencies", "ladder_convex", "ladder_equal"]
     lines = ["# Signal-dominated pixels over t vs the SSD ladder\n", __doc__.split("\n\n", 1)[1].strip(),
-             f"\nAveraged over {n} real test images ({SIZE}x{SIZE}); ladders: {LEVELS} levels {SIZE}/{SIZE // 2}/{SIZE // 4}.\n",
+             f"\nAveraged over {n} real test images ({SIZE}x{SIZE}); ladders: {LEVELS} levels "
+             f"{SIZE}/{SIZE // 2}/{SIZE // 4}.\n",
              "| t | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]  # fmt: skip
-    for t in list(range(0, T, 100)) + [T - 1]:
-        lines.append(f"| {t} | " + " | ".join(f"{c[k][t]:.3f}" for k in keys) + " |")
-    lines += ["\n| level | r^2/R^2 | signal-dominated frequencies fall below it at t | convex ladder reaches it at t | equal ladder at t |",
-              "|---|---|---|---|---|"]  # fmt: skip
-    for r in (SIZE // 2, SIZE // 4):
-        frac = (r / SIZE) ** 2
-        at = [crossing(c[k], frac * 1.0001) for k in ("ladder_convex", "ladder_equal")]  # ladder values equal frac there
+    lines += [f"| {t} | " + " | ".join(f"{c[k][t]:.3f}" for k in keys) + " |" for t in [*range(0, T, 100), T - 1]]
+    lines += ["\n| level | r^2/R^2 | signal-dominated frequencies fall below it at t | convex ladder reaches it at t | "
+              "equal ladder at t |", "|---|---|---|---|---|"]  # fmt: skip
+    for frac, r in (((r / SIZE) ** 2, r) for r in (SIZE // 2, SIZE // 4)):  # ladder values equal frac on its level
+        at = [crossing(c[k], frac * 1.0001) for k in ("ladder_convex", "ladder_equal")]
         lines.append(f"| {r}px | {frac:.4g} | {crossing(c['frequencies'], frac)} | {at[0]} | {at[1]} |")
     return "\n".join(lines) + "\n"
 
@@ -71,11 +67,12 @@ def plot(c: dict, path: Path) -> None:
     from ..figure import plt, save
 
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
-    ax.plot(c["t"], c["pixels_ddpm"], label="signal-dominated pixels, DDPM x_t")
-    ax.plot(c["t"], c["pixels_ssd_convex"], label="signal-dominated pixels, SSD x_t (convex, 3L)")
-    ax.plot(c["t"], c["frequencies"], label="signal-dominated frequencies (DFT of x0)")
-    ax.step(c["t"], c["ladder_convex"], "k--", where="post", label="r(t)^2/R^2, convex ladder")
-    ax.step(c["t"], c["ladder_equal"], "k:", where="post", label="r(t)^2/R^2, equal ladder")
+    for key, label in (("pixels_ddpm", "signal-dominated pixels, DDPM x_t"),
+                       ("pixels_ssd_convex", "signal-dominated pixels, SSD x_t (convex, 3L)"),
+                       ("frequencies", "signal-dominated frequencies (DFT of x0)")):  # fmt: skip
+        ax.plot(c["t"], c[key], label=label)
+    for schedule, style in (("convex", "k--"), ("equal", "k:")):
+        ax.step(c["t"], c[f"ladder_{schedule}"], style, where="post", label=f"r(t)^2/R^2, {schedule} ladder")
     ax.set(yscale="log", ylim=(1e-3, 1.05), xlabel="timestep t", ylabel="fraction")
     ax.set_title("How much of x_t is signal, vs the information each ladder level keeps", fontsize=10)
     ax.legend(fontsize=7)
@@ -83,12 +80,10 @@ def plot(c: dict, path: Path) -> None:
     save(fig, path, tight=False)
 
 
-def run_hierarchy(out: Path, num_images: int = 1000, idx_dir: str | None = None, data_cache_dir: str | None = None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    kwargs = {k: v for k, v in dict(idx_dir=idx_dir, cache_dir=data_cache_dir).items() if v is not None}
-    data = ImageDataModule("fashion_mnist", image_size=SIZE, **kwargs)
+def run_hierarchy(out: Path, data: ImageDataModule, num_images: int = 1000) -> dict:
     x0 = data.reference_images("test", max_samples=num_images).float() / 127.5 - 1
     c = curves(x0)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "hierarchy.json").write_text(json.dumps({"num_images": len(x0), **c}))
     (out / "hierarchy.md").write_text(markdown(c, len(x0)))
     plot(c, out / "hierarchy.png")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import product
 from pathlib import Path
 
 import torch
@@ -33,57 +34,50 @@ def paper_net(size: int, layout: str) -> FlexiUNet:
 
 def sweep(sizes: list[int]) -> list[dict]:
     rows = []
-    for size in sizes:
-        for layout in ("official", "full"):
-            start = time.perf_counter()
-            torch.manual_seed(0)
-            net, cache = paper_net(size, layout), {}  # one network per (size, layout); paths shared via cache
-            for levels in range(1, len(MULT[size]) + 1):
-                for schedule in ("convex", "equal") if levels > 1 else ("-",):
-                    model = ScaleSpaceDiffusion(net, num_levels=levels, ladder_schedule=schedule if levels > 1 else "convex",
-                                                schedule=NoiseSchedule("linear", T), optim=Optimization(ema_decay=None),
-                                                sampling=Sampling(steps=T))  # fmt: skip
-                    s = sampling_flops(model, T, trace=False, cache=cache)
-                    tr = training_flops_breakdown(model, cache=cache)
-                    rows.append({"size": size, "layout": layout, "levels": levels, "schedule": schedule,
-                                 "sample_gflops_per_image": s["flops"] / 1e9, "gflops_per_step": s["flops"] / 1e9 / T,
-                                 "train_gflops_per_image": tr["flops"] / 1e9, "params": sum(p.numel() for p in net.parameters()),
-                                 "resolutions": model.process.ladder.resolutions,
-                                 "steps_per_level": model.process.ladder.steps_per_level})  # fmt: skip
-            print(f"{size}px {layout}: {time.perf_counter() - start:.0f} s", flush=True)
-            del net, cache
+    for size, layout in ((size, layout) for size in sizes for layout in ("official", "full")):
+        start = time.perf_counter()
+        torch.manual_seed(0)
+        net, cache = paper_net(size, layout), {}  # one network per (size, layout); paths shared via cache
+        params = sum(p.numel() for p in net.parameters())
+        ladders = [(1, "-")] + list(product(range(2, len(MULT[size]) + 1), ("convex", "equal")))
+        for levels, schedule in ladders:
+            model = ScaleSpaceDiffusion(net, num_levels=levels, ladder_schedule="convex" if levels == 1 else schedule,
+                                        schedule=NoiseSchedule("linear", T), optim=Optimization(ema_decay=None),
+                                        sampling=Sampling(steps=T))  # fmt: skip
+            sample = sampling_flops(model, T, trace=False, cache=cache)["flops"] / 1e9
+            rows.append({"size": size, "layout": layout, "levels": levels, "schedule": schedule, "params": params,
+                         "sample_gflops_per_image": sample, "gflops_per_step": sample / T,
+                         "train_gflops_per_image": training_flops_breakdown(model, cache=cache)["flops"] / 1e9,
+                         "resolutions": model.process.ladder.resolutions,
+                         "steps_per_level": model.process.ladder.steps_per_level})  # fmt: skip
+        print(f"{size}px {layout}: {time.perf_counter() - start:.0f} s", flush=True)
     ddpm = {r["size"]: r for r in rows if r["layout"] == "full" and r["levels"] == 1}
     for r in rows:
-        r["sample_vs_ddpm"] = r["sample_gflops_per_image"] / ddpm[r["size"]]["sample_gflops_per_image"]
-        r["train_vs_ddpm"] = r["train_gflops_per_image"] / ddpm[r["size"]]["train_gflops_per_image"]
+        for key in ("sample", "train"):
+            r[f"{key}_vs_ddpm"] = r[f"{key}_gflops_per_image"] / ddpm[r["size"]][f"{key}_gflops_per_image"]
     return rows
 
 
 def paper_comparison(rows: list[dict]) -> list[dict]:
     """Ours vs the paper at 256 px: DDPM (plain UNet) and SSD 4L/6L (convex, official layout)."""
     pick = {"DDPM": ("full", 1, "-"), "SSD 4L": ("official", 4, "convex"), "SSD 6L": ("official", 6, "convex")}
-    out = []
-    for name, (layout, levels, schedule) in pick.items():
-        r = next((r for r in rows if (r["size"], r["layout"], r["levels"], r["schedule"]) == (256, layout, levels, schedule)), None)
-        if r is not None:
-            ours = r["gflops_per_step"]
-            out.append({"model": name, "paper": PAPER_C256[name], "ours": ours, "diff_pct": 100 * (ours / PAPER_C256[name] - 1)})
-    return out
+    at = {(r["layout"], r["levels"], r["schedule"]): r["gflops_per_step"] for r in rows if r["size"] == 256}
+    return [{"model": m, "paper": PAPER_C256[m], "ours": at[k], "diff_pct": 100 * (at[k] / PAPER_C256[m] - 1)}
+            for m, k in pick.items() if k in at]
 
 
 def plot(rows: list[dict], path: Path) -> None:
     from ..figure import plt, save
 
-    sizes = sorted({r["size"] for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for ax, key, title in zip(axes, ("gflops_per_step", "train_gflops_per_image"),
                               ("sampling: forward GFLOPs per step (mean over 1000)", "training: fwd+bwd GFLOPs per image")):  # fmt: skip
-        for size in sizes:
-            for layout, style in (("official", "-"), ("full", "--")):
-                for schedule, marker in (("convex", "o"), ("equal", "s")):
-                    sel = [r for r in rows if r["size"] == size and r["layout"] == layout and r["schedule"] in (schedule, "-")]
-                    ax.plot([r["levels"] for r in sel], [r[key] for r in sel], style, marker=marker, ms=4,
-                            label=f"{size}px {layout} {schedule}")  # fmt: skip
+        for size in sorted({r["size"] for r in rows}):
+            styles = product((("official", "-"), ("full", "--")), (("convex", "o"), ("equal", "s")))
+            for (layout, style), (schedule, marker) in styles:
+                sel = [r for r in rows if (r["size"], r["layout"]) == (size, layout) and r["schedule"] in (schedule, "-")]
+                ax.plot([r["levels"] for r in sel], [r[key] for r in sel], style, marker=marker, ms=4,
+                        label=f"{size}px {layout} {schedule}")  # fmt: skip
         ax.set(yscale="log", xlabel="ladder levels L (1 = DDPM-sized)")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
@@ -97,29 +91,26 @@ def markdown(rows: list[dict], paper: list[dict]) -> str:
              "posterior's resize matmuls at transitions are included (negligible).\n",
              "| size | layout | L | schedule | params | sample GFLOPs/img (1000 steps) | per step | vs DDPM | train GFLOPs/img | vs DDPM |",
              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        lines.append(f"| {r['size']} | {r['layout']} | {r['levels']} | {r['schedule']} | {r['params'] / 1e6:.2f}M | "
-                     f"{r['sample_gflops_per_image']:.0f} | {r['gflops_per_step']:.1f} | {r['sample_vs_ddpm']:.3f} | "
-                     f"{r['train_gflops_per_image']:.1f} | {r['train_vs_ddpm']:.3f} |")  # fmt: skip
+    lines += [f"| {r['size']} | {r['layout']} | {r['levels']} | {r['schedule']} | {r['params'] / 1e6:.2f}M | "
+              f"{r['sample_gflops_per_image']:.0f} | {r['gflops_per_step']:.1f} | {r['sample_vs_ddpm']:.3f} | "
+              f"{r['train_gflops_per_image']:.1f} | {r['train_vs_ddpm']:.3f} |" for r in rows]  # fmt: skip
     if paper:
         lines += ["\n## Against the paper (CelebA 256, forward GFLOPs per image averaged over 1000 steps)\n",
                   "| model | paper | ours | difference |", "|---|---|---|---|"]  # fmt: skip
         lines += [f"| {p['model']} | {p['paper']:.1f} | {p['ours']:.1f} | {p['diff_pct']:+.1f}% |" for p in paper]
-        worst = max(abs(p["diff_pct"]) for p in paper)
-        lines.append(f"\nOurs agree with the paper within {worst:.1f}%. Ours: DDPM is the plain UNet; SSD is the "
-                     "convex-0.5 ladder on the authors' layout with their full-resolution top transition. DDPM has "
-                     "no posterior term, so a residual there comes from the counting convention (which small ops, "
-                     "e.g. the time embedding or attention, are counted), not from the ladder.")  # fmt: skip
+        lines.append(f"\nOurs agree with the paper within {max(abs(p['diff_pct']) for p in paper):.1f}%. Ours: DDPM is "
+                     "the plain UNet; SSD is the convex-0.5 ladder on the authors' layout with their full-resolution top "
+                     "transition. DDPM has no posterior term, so a residual there comes from the counting convention "
+                     "(which small ops, e.g. the time embedding or attention, are counted), not from the ladder.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def run_scaling(out: Path, sizes: list[int] = (64, 128, 256)) -> list[dict]:
-    out.mkdir(parents=True, exist_ok=True)
-    bad = [s for s in sizes if s not in MULT]
-    if bad:
+    if bad := [s for s in sizes if s not in MULT]:
         raise SystemExit(f"error: sizes {bad} have no paper architecture; choose from {sorted(MULT)}")
     rows = sweep(list(sizes))
     paper = paper_comparison(rows)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "scaling.json").write_text(json.dumps({"rows": rows, "paper_c256": paper}, indent=2))
     (out / "scaling.md").write_text(markdown(rows, paper))
     plot(rows, out / "scaling.png")
