@@ -5,8 +5,6 @@ peak, sampling ms/step, compiled rows; no row after ``--budget-s``. ``--dry-run`
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import json
 import re
 import time
 import warnings
@@ -16,18 +14,16 @@ from pathlib import Path
 import torch
 
 from ..machine import hardware
+from . import cell, save, table
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = Path(__file__).parent / "results"
 MODELS = {"DDPM": ("ddpm_celeba64.yaml", None), "SSD-4L": ("ssd_celeba64.yaml", 4), "SSD-2L": ("ssd_celeba64.yaml", 2)}
-TINY = dict(image_size=32, model_channels=8, channel_mult=[1, 1, 2, 2], num_res_blocks=1, attention_resolutions=[8],
-            num_heads=2)  # fmt: skip
-PRECISIONS = ("bf16-mixed", "32-true")
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """What one run measures: the full GPU run, or the CPU dry run's tiny version of it."""
+
     device: str = "cuda"
     net: dict = dataclasses.field(default_factory=dict)  # overrides of the configs' network arguments
     batches: tuple[int, ...] = (32, 128)
@@ -37,29 +33,26 @@ class Plan:
     sample_images: int = 64
     sample_steps: int = 50
     matmul: int = 8192  # the bf16 peak's matmul size
-    compile_mode: str | None = "reduce-overhead"  # the torch_compile rows' mode (one CUDA graph per path); None: none
+    compile_mode: str | None = "reduce-overhead"  # the compiled rows' mode (one CUDA graph per path); None: none
 
 
-DRY_RUN = Plan(device="cpu", net=TINY, batches=(2, 4), warmup=1, steps=1, sync_steps=1, sample_images=2,
-               sample_steps=2, matmul=256, compile_mode=None)  # fmt: skip
+DRY_RUN = Plan("cpu", dict(image_size=32, model_channels=8, channel_mult=[1, 1, 2, 2], num_res_blocks=1,
+                           attention_resolutions=[8], num_heads=2), (2, 4), 1, 1, 1, 2, 2, 256, None)  # fmt: skip
 
 
 def build(name: str, plan: Plan, torch_compile: str | None = None):
-    """The model ``name`` from its config, with ``plan.net``'s overrides."""
+    """The model ``name`` from its config, with ``plan.net``'s overrides and no sample grids."""
     import yaml
 
-    from scale_space_diffusion import DDPM, FlexiUNet, Optimization, Sampling, ScaleSpaceDiffusion, UNet
+    from scale_space_diffusion import DDPM, FlexiUNet, ScaleSpaceDiffusion, UNet
+    from scale_space_diffusion.io.loading import build as from_config
 
     config, levels = MODELS[name]
-    args = dict(yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"])
-    net = (FlexiUNet if levels else UNet)(**{**args.pop("net")["init_args"], **plan.net})
-    sampling = Sampling(**{**args.pop("sampling"), "grid_size": 0, "grid_every_n_epochs": 0})  # no grids at fit end
-    args.update(optim=Optimization(**args.pop("optim")), sampling=sampling)
-    if levels:
-        args["num_levels"] = levels
-    if torch_compile:
-        args["torch_compile"] = torch_compile
-    return (ScaleSpaceDiffusion if levels else DDPM)(net, **args)
+    args = yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]
+    hparams = {**args, "sampling": {**args["sampling"], "grid_size": 0, "grid_every_n_epochs": 0},
+               "torch_compile": torch_compile or False, **({"num_levels": levels} if levels else {})}  # fmt: skip
+    net = {**args["net"]["init_args"], **plan.net}
+    return from_config(ScaleSpaceDiffusion if levels else DDPM, FlexiUNet if levels else UNet, net, hparams)
 
 
 def sync(device: str) -> None:
@@ -67,58 +60,50 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def train_row(name: str, precision: str, batch: int, plan: Plan, torch_compile: str | None, flops: dict[str, float]) -> dict:
-    """Train ``name`` warmup + steps + sync_steps steps: img/s over ``steps``, syncs over the last; ``flops``: a cache."""
+def train_row(name: str, precision: str, batch: int, plan: Plan, torch_compile: str | None, flops: dict) -> dict:
+    """img/s over ``plan.steps`` steps after ``plan.warmup``, then the CUDA syncs of ``plan.sync_steps`` more steps
+    (``flops``: a cache of the FLOPs per image by model name)."""
     import lightning as L
 
     from scale_space_diffusion.metrics.model_flops import training_flops_breakdown
 
     torch.manual_seed(0)
-    model = build(name, plan, torch_compile)
-    n, size = batch * (plan.warmup + plan.steps + plan.sync_steps), model.image_size
-    images, labels = torch.rand(n, model.channels, size, size) * 2 - 1, torch.zeros(n, dtype=torch.long)
-    data = torch.utils.data.TensorDataset(images, labels)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, num_workers=2 if plan.device == "cuda" else 0,
-                                         pin_memory=plan.device == "cuda", drop_last=True)  # fmt: skip
-    start, stop, marks = plan.warmup, plan.warmup + plan.steps, {}
-    debug = lambda mode: torch.cuda.set_sync_debug_mode(mode) if plan.device == "cuda" else None  # noqa: E731
+    model, cuda, stop, marks = build(name, plan, torch_compile), plan.device == "cuda", plan.warmup + plan.steps, {}
+    n, r = batch * (stop + plan.sync_steps), model.image_size
+    data = torch.utils.data.TensorDataset(torch.rand(n, model.channels, r, r) * 2 - 1, torch.zeros(n, dtype=torch.long))
+    loader = torch.utils.data.DataLoader(data, batch, num_workers=2 if cuda else 0, pin_memory=cuda, drop_last=True)
 
     class Clock(L.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if trainer.global_step == start:
+        def on_train_batch_start(self, trainer, *_) -> None:
+            if trainer.global_step == plan.warmup:
                 sync(plan.device)
-                marks["t0"] = time.perf_counter()
+                marks["start"] = time.perf_counter()
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        def on_train_batch_end(self, trainer, *_) -> None:
             if trainer.global_step in (1, stop):
                 sync(plan.device)
                 marks[trainer.global_step] = time.perf_counter()
-            if trainer.global_step in (stop, stop + plan.sync_steps):  # count the syncs of sync_steps whole steps
-                debug(int(trainer.global_step == stop))  # 1: warn on every sync
-
-        def on_train_end(self, trainer, pl_module):
-            debug(0)
+            if cuda and trainer.global_step in (stop, stop + plan.sync_steps):  # 1: warn on every sync, 0: off
+                torch.cuda.set_sync_debug_mode(int(trainer.global_step == stop))
 
     trainer = L.Trainer(accelerator=plan.device, devices=1, precision=precision, max_steps=stop + plan.sync_steps,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Clock()],
-                        default_root_dir="/tmp/ssd-gpu-bench")  # fmt: skip
-    if plan.device == "cuda":
+                        limit_val_batches=0, callbacks=[Clock()], default_root_dir="/tmp/ssd-gpu-bench")  # fmt: skip
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit_start = time.perf_counter()
         trainer.fit(model, train_dataloaders=loader)
-    seconds = marks[stop] - marks["t0"]
+    seconds = marks[stop] - marks["start"]
     sites = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message).lower())
     if name not in flops and not torch_compile:
         flops[name] = training_flops_breakdown(model)["total_flops"]
     return {"model": name, "precision": precision, "batch": batch, "torch_compile": torch_compile,
             "img_per_s": batch * plan.steps / seconds, "ms_per_step": 1e3 * seconds / plan.steps,
             "first_step_s": marks[1] - fit_start, "train_gflops_per_image": flops.get(name, float("nan")) / 1e9,
-            "syncs_per_step": sum(sites.values()) / plan.sync_steps if plan.device == "cuda" else None,
-            "sync_sites": dict(sites.most_common(8)),
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if plan.device == "cuda" else None}  # fmt: skip
+            "syncs_per_step": sum(sites.values()) / plan.sync_steps if cuda else None, "sync_sites": dict(sites.most_common(8)),
+            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}  # fmt: skip
 
 
 def sample_row(name: str, autocast: bool, plan: Plan) -> dict:
@@ -126,42 +111,36 @@ def sample_row(name: str, autocast: bool, plan: Plan) -> dict:
     from scale_space_diffusion import image_noise
 
     torch.manual_seed(0)
-    model = build(name, plan).to(plan.device).eval()
-    idx, evaluations = torch.arange(plan.sample_images), []
+    model, steps = build(name, plan).to(plan.device).eval(), []
     with torch.autocast(plan.device, dtype=torch.bfloat16, enabled=autocast):
-        for steps in (2, plan.sample_steps):  # a short warm-up call, then the timed one
-            evaluations.clear()
+        for n in (2, plan.sample_steps):  # a short warm-up call, then the timed one
+            steps.clear()
             sync(plan.device)
-            t0 = time.perf_counter()
-            model.sample(image_noise(0, idx), sampling=dataclasses.replace(model.sampling, steps=steps),
-                         callback=evaluations.append)  # fmt: skip
+            start = time.perf_counter()
+            model.sample(image_noise(0, torch.arange(plan.sample_images)), callback=steps.append,
+                         sampling=dataclasses.replace(model.sampling, steps=n))  # fmt: skip
             sync(plan.device)
-            seconds = time.perf_counter() - t0
-    return {"model": name, "bf16_autocast": autocast, "images": plan.sample_images, "steps": len(evaluations),
-            "ms_per_step": 1e3 * seconds / len(evaluations)}
+    return {"model": name, "bf16_autocast": autocast, "images": plan.sample_images, "steps": len(steps),
+            "ms_per_step": 1e3 * (time.perf_counter() - start) / len(steps)}  # fmt: skip
 
 
 def bf16_peak(plan: Plan, reps: int = 10) -> float:
-    """FLOP/s of the fastest of ``reps`` bf16 (n, n) matmuls on the device."""
-    a = torch.randn(plan.matmul, plan.matmul, device=plan.device, dtype=torch.bfloat16)
-    best = float("inf")
-    for _ in range(reps + 1):  # the first is a warm-up
+    """FLOP/s of the fastest of ``reps`` bf16 (n, n) matmuls on the device, after a warm-up."""
+    a, seconds = torch.randn(plan.matmul, plan.matmul, device=plan.device, dtype=torch.bfloat16), []
+    for _ in range(reps + 1):
         sync(plan.device)
-        t0 = time.perf_counter()
+        start = time.perf_counter()
         a @ a
         sync(plan.device)
-        best = min(best, time.perf_counter() - t0) if _ else best
-    return 2 * plan.matmul**3 / best
+        seconds.append(time.perf_counter() - start)
+    return 2 * plan.matmul**3 / min(seconds[1:])
 
 
 def rows(plan: Plan, budget_s: float) -> tuple[list[dict], list[dict], list[str]]:
-    """(training rows, sampling rows, the rows skipped past the budget)."""
-    from scale_space_diffusion import DDPM
-
-    jobs = [("train", m, p, b, None) for m in MODELS for p in PRECISIONS for b in plan.batches]
+    """(training rows, sampling rows, the rows skipped past the budget: 0.6 of it for compiled rows)."""
+    jobs = [("train", m, p, b, None) for m in MODELS for p in ("bf16-mixed", "32-true") for b in plan.batches]
     jobs += [("sample", m, a) for m in MODELS for a in (False, True)]
-    if plan.compile_mode and "torch_compile" in inspect.signature(DDPM).parameters:
-        jobs += [("train", m, "bf16-mixed", plan.batches[0], plan.compile_mode) for m in ("DDPM", "SSD-4L")]
+    jobs += [("train", m, "bf16-mixed", plan.batches[0], plan.compile_mode) for m in ("DDPM", "SSD-4L") if plan.compile_mode]
     train, sample, skipped, flops, start = [], [], [], {}, time.perf_counter()
     for kind, *job in jobs:
         if time.perf_counter() - start > budget_s * (0.6 if kind == "train" and job[3] else 1):  # compiling takes minutes
@@ -175,34 +154,29 @@ def rows(plan: Plan, budget_s: float) -> tuple[list[dict], list[dict], list[str]
 
 
 def markdown(res: dict) -> str:
-    f = lambda x, fmt="{:.1f}": "-" if x is None else fmt.format(x)  # noqa: E731
+    peak, sites = res["bf16_peak_tflops"], sum((Counter(r["sync_sites"]) for r in res["train"]), Counter())
     lines = [f"# GPU benchmark: {res['device_name']}{' (dry run)' if res['dry_run'] else ''}\n",
-             f"Command: `{res['command']}`  ", f"torch {res['hardware']['torch']}, lightning {res['lightning']}; "
-             f"bf16 peak measured {res['bf16_peak_tflops']:.0f} TFLOP/s (matmul {res['plan']['matmul']}^3); wall time "
-             f"{res['seconds']:.0f} s.\n", "## Training (img/s after warm-up steps, Lightning Trainer)\n",
-             "| model | precision | batch | compiled | img/s | ms/step | syncs/step | peak GiB | GFLOPs/img | "
-             "share of bf16 peak | fit start to step 1, s |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in res["train"]:
-        share = r["img_per_s"] * r["train_gflops_per_image"] * 1e9 / (1e12 * res["bf16_peak_tflops"])
-        lines.append(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['torch_compile'] or 'no'} | "
-                     f"{r['img_per_s']:.1f} | {r['ms_per_step']:.1f} | {f(r['syncs_per_step'])} | "
-                     f"{f(r['peak_memory_gib'], '{:.2f}')} | {r['train_gflops_per_image']:.3g} | {share:.1%} | "
-                     f"{f(r['first_step_s'])} |")  # fmt: skip
-    lines += [f"\n## Sampling ({res['plan']['sample_images']} images, one batch)\n",
-              "| model | autocast | steps | ms/step |", "|---|---|---|---|"]
-    lines += [f"| {r['model']} | {'bf16' if r['bf16_autocast'] else 'fp32'} | {r['steps']} | {r['ms_per_step']:.2f} |"
-              for r in res["sample"]]
-    sites = Counter()
-    for r in res["train"]:
-        sites.update(r["sync_sites"])
+             f"Command: `{res['command']}`  ", f"torch {res['hardware']['torch']}, lightning {res['lightning']}; bf16 "
+             f"peak measured {peak:.0f} TFLOP/s (matmul {res['plan']['matmul']}^3); wall time {res['seconds']:.0f} s.\n",
+             "## Training (img/s after warm-up steps, Lightning Trainer)\n"]  # fmt: skip
+    lines += table(["model", "precision", "batch", "compiled", "img/s", "ms/step", "syncs/step", "peak GiB", "GFLOPs/img",
+                    "share of bf16 peak", "fit start to step 1, s"],
+                   [[r["model"], r["precision"], r["batch"], r["torch_compile"] or "no", f"{r['img_per_s']:.1f}",
+                     f"{r['ms_per_step']:.1f}", cell(r["syncs_per_step"], ".1f"), cell(r["peak_memory_gib"], ".2f"),
+                     f"{r['train_gflops_per_image']:.3g}", f"{r['img_per_s'] * r['train_gflops_per_image'] / 1e3 / peak:.1%}",
+                     f"{r['first_step_s']:.1f}"] for r in res["train"]])  # fmt: skip
+    lines += [f"\n## Sampling ({res['plan']['sample_images']} images, one batch)\n"]
+    lines += table(["model", "autocast", "steps", "ms/step"], [[r["model"], "bf16" if r["bf16_autocast"] else "fp32",
+                                                                 r["steps"], f"{r['ms_per_step']:.2f}"] for r in res["sample"]])
     lines += ["\n## Where the syncs are (all rows, counted steps)\n"] + [f"- `{k}`: {v}" for k, v in sites.most_common(12)]
-    return "\n".join(lines + [f"\nNot run (past --budget-s): {', '.join(res['skipped'])}" if res["skipped"] else ""]) + "\n"
+    lines += [f"\nNot run (past --budget-s): {', '.join(res['skipped'])}" if res["skipped"] else ""]
+    return "\n".join(lines) + "\n"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--dry-run", action="store_true", help="tiny network, 1 step of each kind, on the CPU (tests)")
     p.add_argument("--budget-s", type=float, default=300, help="start no row after this many seconds (default 300)")
-    p.add_argument("--out", type=Path, help=f"output folder (default {RESULTS}/<device name>/)")
+    p.add_argument("--out", type=Path, help="output folder (default benchmarks/speed/results/<device name>/)")
 
 
 def run(args, argv: list[str]) -> dict:
@@ -221,9 +195,5 @@ def run(args, argv: list[str]) -> dict:
            "hardware": hardware(), "lightning": lightning.__version__, "plan": dataclasses.asdict(plan),
            "bf16_peak_tflops": peak / 1e12, "train": train, "sample": sample, "skipped": skipped,
            "seconds": time.perf_counter() - start}  # fmt: skip
-    out = args.out or RESULTS / re.sub(r"[^A-Za-z0-9.]+", "_", name)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu.json").write_text(json.dumps(res, indent=1))
-    (out / "gpu.md").write_text(markdown(res))
-    print((out / "gpu.md").read_text())
+    save(args.out or Path(__file__).parent / "results" / re.sub(r"[^A-Za-z0-9.]+", "_", name), "gpu", res, markdown(res))
     return res

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import platform
 import time
+import timeit
 from pathlib import Path
 
 import torch
@@ -17,9 +18,9 @@ from scale_space_diffusion.cpu import native_cpu_bf16
 from scale_space_diffusion.metrics.flops import register_cpu_attention_flops
 from scale_space_diffusion.networks.linear import linear
 
+from . import table
 from .throughput import RESULTS
-from .worker import case_spec
-from .worker import NETS, Case
+from .worker import NETS, Case, case_spec
 
 # (name, substrings of the aten op name), the first match wins. In fp32 on CPU the attention projections run as 1x1
 # convolutions (networks/linear.py) and count as convolution; attention over <= 64 tokens is explicit bmm (matmul).
@@ -30,40 +31,30 @@ CATEGORIES = (
     ("group norm", ("group_norm", "layer_norm")),
     ("optimizer", ("_foreach_", "_fused_adam")),
     ("dtype casts and copies", ("::to", "::_to_copy", "::copy_", "::clone", "::contiguous")),
+    ("elementwise and other", ("",)),
 )
 MATRIX = ("convolution", "attention", "matmul")
 EMULATED = {"reps": 1, "n": 256, "batch": 1}  # ceiling_gflops sizes for bf16 on a CPU that emulates it
 
 
 def category(op: str) -> str:
-    return next((name for name, keys in CATEGORIES if any(k in op for k in keys)), "elementwise and other")
+    return next(name for name, keys in CATEGORIES if any(k in op for k in keys))
 
 
 def ceiling_gflops(dtype: torch.dtype, reps: int = 5, n: int = 2048, batch: int = 32) -> dict[str, float]:
     """GFLOP/s, fastest of ``reps``: an (n, n) matmul by BLAS and by oneDNN, a 3x3 conv (batch, 256 -> 256, 32x32)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    x, w = torch.randn(batch, 256, 32, 32).to(dtype), torch.randn(256, 256, 3, 3).to(dtype)
-    jobs = {"matmul": (lambda: a @ b, 2 * n**3), "matmul (oneDNN)": (lambda: linear(a, b), 2 * n**3),
-            "conv3x3": (lambda: F.conv2d(x, w, padding=1), 2 * batch * 32 * 32 * 256 * 256 * 9)}
-    out = {}
-    with torch.no_grad():
-        for name, (fn, flops) in jobs.items():
-            fn()  # warm-up
-            out[name] = flops / min(_timed(fn) for _ in range(reps)) / 1e9
-    return out
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    a, x = torch.randn(n, n).to(dtype), torch.randn(batch, 256, 32, 32).to(dtype)
+    w = torch.randn(256, 256, 3, 3).to(dtype)
+    jobs = {"matmul": (lambda: a @ a, 2 * n**3), "matmul (oneDNN)": (lambda: linear(a, a), 2 * n**3),
+            "conv3x3": (lambda: F.conv2d(x, w, padding=1), 2 * batch * 32 * 32 * 256 * 256 * 9)}  # fmt: skip
+    with torch.no_grad():  # the first of reps + 1 calls is a warm-up
+        return {k: flops / min(timeit.repeat(fn, number=1, repeat=reps + 1)[1:]) / 1e9 for k, (fn, flops) in jobs.items()}
 
 
 def step_flops(config: str, model: str, path: str) -> dict[str, float]:
     """FLOPs of one fp32 training step on ``path`` by matrix category (precision does not change them)."""
-    case = Case(case_spec(config, model, quick=False), [])
+    case, counter = Case(case_spec(config, model, quick=False), []), FlopCounterMode(display=False)
     register_cpu_attention_flops()
-    counter = FlopCounterMode(display=False)
     with counter:
         case.train_step(path)
     flops = dict.fromkeys(MATRIX, 0.0)
@@ -83,51 +74,48 @@ def profile_step(config: str, model: str, path: str, options: list[str], iters: 
         for _ in range(iters):
             case.train_step(path)
         wall = time.perf_counter() - start
-    ms = dict.fromkeys([name for name, _ in CATEGORIES] + ["elementwise and other"], 0.0)
-    in_optimizer = 0.0
+    ms = {name: 0.0 for name, _ in CATEGORIES}
     for e in prof.key_averages():
         ms[category(e.key)] += e.self_cpu_time_total / 1e3 / iters
-        if e.key.startswith("Optimizer.step"):  # its children: AdamW's per-tensor element-wise ops on CPU
-            in_optimizer += (e.cpu_time_total - e.self_cpu_time_total) / 1e3 / iters
-    moved = min(in_optimizer, ms["elementwise and other"])  # counted as element-wise above; they are the optimizer
-    ms["optimizer"] += moved
-    ms["elementwise and other"] -= moved
+        if e.key.startswith("Optimizer.step"):  # its children are AdamW's element-wise ops: move them to optimizer
+            moved = min((e.cpu_time_total - e.self_cpu_time_total) / 1e3 / iters, ms["elementwise and other"])
+            ms["optimizer"], ms["elementwise and other"] = ms["optimizer"] + moved, ms["elementwise and other"] - moved
     return {**ms, "step": 1e3 * wall / iters}
 
 
-def markdown(config: str, model: str, path: str, a: dict, b: dict, iters: int, flops: dict, peak: dict,
-             emulated: bool = False) -> str:
-    lines = [f"# Training step profile: {config} config, {model}, path {path}, fp32 (A) vs bf16 autocast (B)\n",
-             f"Command: `python -m benchmarks profile --config {config} --model {model} --path {path} --iters {iters}`  ",
-             f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch "
-             f"{torch.__version__}, oneDNN bf16 support: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}.\n",
-             "| category | A ms/step | A share | B ms/step | B share | A/B |", "|---|---|---|---|---|---|"]  # fmt: skip
-    profiled_a, profiled_b = (sum(v for k, v in d.items() if k != "step") for d in (a, b))
-    for k in [name for name, _ in CATEGORIES] + ["elementwise and other"]:
-        ratio = f"{a[k] / b[k]:.2f}x" if b[k] > 0 else "n/a"
-        lines.append(f"| {k} | {a[k]:.1f} | {a[k] / profiled_a:.0%} | {b[k]:.1f} | {b[k] / profiled_b:.0%} | {ratio} |")
-    lines.append(f"| **step (wall-clock)** | {a['step']:.1f} | | {b['step']:.1f} | | **{a['step'] / b['step']:.2f}x** |")
+def markdown(args, a: dict, b: dict, flops: dict, peak: dict, emulated: bool) -> str:
+    prof_a, prof_b = (sum(v for k, v in d.items() if k != "step") for d in (a, b))
     mat_a, mat_b = sum(a[k] for k in MATRIX), sum(b[k] for k in MATRIX)
-    k, rest = mat_a / mat_b, profiled_a - mat_a
-    text = (f"\nMatrix work (convolution, attention, matmul) is {mat_a / profiled_a:.0%} of the fp32 step and runs "
-            f"{k:.2f}x faster under bf16. Amdahl: with everything else at its fp32 time, bf16 gives at most "
-            f"{profiled_a / (rest + mat_a / k):.2f}x; with infinitely fast matrix work, {profiled_a / rest:.2f}x.")  # fmt: skip
-    if profiled_a / 2 > rest:
-        text += f" 2x needs the matrix work {mat_a / (profiled_a / 2 - rest):.2f}x faster and the rest unchanged."
-    lines.append(text + " (Categories: self times summed over ops; the step row: wall-clock per step under the profiler.)\n")
-    best = {d: max(peak[d].values()) for d in peak}
-    lines += [f"Against this machine's ceiling, the fastest of a 2048x2048 matmul (BLAS, oneDNN) and a large 3x3 convolution: fp32 "
-              + ", ".join(f"{k} {v:.0f}" for k, v in peak["fp32"].items()) + " GFLOP/s; bf16 "
-              + ", ".join(f"{k} {v:.0f}" for k, v in peak["bf16"].items())
-              + f" GFLOP/s (ceilings {best['fp32']:.0f} and {best['bf16']:.0f}: bf16 {best['bf16'] / best['fp32']:.2f}x)."
-              + (f" This CPU has no bf16 instructions: oneDNN emulates bf16, measured at {EMULATED['n']}x"
-                 f"{EMULATED['n']} and batch {EMULATED['batch']}." if emulated else "") + "\n",
-              "| category | GFLOP/step | A GFLOP/s | A % of fp32 ceiling | B GFLOP/s | B % of bf16 ceiling |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    k, rest, best = mat_a / mat_b, prof_a - mat_a, {d: max(peak[d].values()) for d in peak}
+    lines = [f"# Training step profile: {args.config} config, {args.model}, path {args.path}, fp32 (A) vs bf16 autocast "
+             f"(B)\n", f"Command: `python -m benchmarks profile --config {args.config} --model {args.model} --path "
+             f"{args.path} --iters {args.iters}`  ", f"Machine: {platform.processor() or platform.machine()}, "
+             f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, oneDNN bf16 support: "
+             f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}.\n"]  # fmt: skip
+    lines += table(["category", "A ms/step", "A share", "B ms/step", "B share", "A/B"],
+                   [[c, f"{a[c]:.1f}", f"{a[c] / prof_a:.0%}", f"{b[c]:.1f}", f"{b[c] / prof_b:.0%}",
+                     f"{a[c] / b[c]:.2f}x" if b[c] > 0 else "n/a"] for c, _ in CATEGORIES]
+                   + [["**step (wall-clock)**", f"{a['step']:.1f}", "", f"{b['step']:.1f}", "",
+                       f"**{a['step'] / b['step']:.2f}x**"]])  # fmt: skip
+    lines.append(f"\nMatrix work (convolution, attention, matmul) is {mat_a / prof_a:.0%} of the fp32 step and runs "
+                 f"{k:.2f}x faster under bf16. Amdahl: with everything else at its fp32 time, bf16 gives at most "
+                 f"{prof_a / (rest + mat_a / k):.2f}x; with infinitely fast matrix work, {prof_a / rest:.2f}x."
+                 + (f" 2x needs the matrix work {mat_a / (prof_a / 2 - rest):.2f}x faster and the rest unchanged."
+                    if prof_a / 2 > rest else "") + " (Categories: self times summed over ops; the step row: "
+                 "wall-clock per step under the profiler.)\n")  # fmt: skip
+    gflops = lambda d: ", ".join(f"{k} {v:.0f}" for k, v in d.items())  # noqa: E731
+    lines.append("Against this machine's ceiling, the fastest of a 2048x2048 matmul (BLAS, oneDNN) and a large 3x3 "
+                 f"convolution: fp32 {gflops(peak['fp32'])} GFLOP/s; bf16 {gflops(peak['bf16'])} GFLOP/s (ceilings "
+                 f"{best['fp32']:.0f} and {best['bf16']:.0f}: bf16 {best['bf16'] / best['fp32']:.2f}x)."
+                 + (f" This CPU has no bf16 instructions: oneDNN emulates bf16, measured at {EMULATED['n']}x"
+                    f"{EMULATED['n']} and batch {EMULATED['batch']}." if emulated else "") + "\n")  # fmt: skip
+    rows = []
     for k in MATRIX:
         ga, gb = (flops[k] / d[k] / 1e6 if d[k] else 0.0 for d in (a, b))  # FLOPs / ms -> GFLOP/s
-        lines.append(f"| {k} | {flops[k] / 1e9:.1f} | {ga:.0f} | {ga / best['fp32']:.0%} | {gb:.0f} | "
-                     f"{gb / best['bf16']:.0%} |")  # fmt: skip
+        rows.append([k, f"{flops[k] / 1e9:.1f}", f"{ga:.0f}", f"{ga / best['fp32']:.0%}", f"{gb:.0f}",
+                     f"{gb / best['bf16']:.0%}"])  # fmt: skip
+    lines += table(["category", "GFLOP/step", "A GFLOP/s", "A % of fp32 ceiling", "B GFLOP/s", "B % of bf16 ceiling"],
+                   rows)
     return "\n".join(lines) + "\n"
 
 
@@ -143,11 +131,9 @@ def add_arguments(p) -> None:
 def run(args, argv: list[str]) -> str:
     torch.set_num_threads(args.threads)
     a, b = (profile_step(args.config, args.model, args.path, opts, args.iters) for opts in ([], ["bf16"]))
-    flops = step_flops(args.config, args.model, args.path)
-    # Emulated bf16 runs ~1 GFLOP/s: its ceiling at full size would take minutes, and a small one reads the same.
-    emulated = not native_cpu_bf16()
+    emulated = not native_cpu_bf16()  # emulated bf16 runs ~1 GFLOP/s: a small ceiling reads the same, in seconds
     peak = {"fp32": ceiling_gflops(torch.float32), "bf16": ceiling_gflops(torch.bfloat16, **(EMULATED if emulated else {}))}
-    text = markdown(args.config, args.model, args.path, a, b, args.iters, flops, peak, emulated)
+    text = markdown(args, a, b, step_flops(args.config, args.model, args.path), peak, emulated)
     out = args.out or RESULTS / f"profile_{args.config}_{args.model}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

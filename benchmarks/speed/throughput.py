@@ -1,8 +1,6 @@
 """``python -m benchmarks throughput``: CPU train/sample time per resolution path, side A (``--ref``, a revision)
-against B (this tree), each in its own ``worker.py`` process importing its own tree, timed alternately (A B, B A, ...)
-on the same seeded networks, whose outputs are compared first (``max_abs_diff``). train: one AdamW step per path
-(r(t), r(t-1)); sample: one ancestral step per sampler path; whole-ladder numbers weight the paths by their share of
-t or of the jumps; the ladder job runs the whole respaced ladder end to end."""
+against B (this tree), each in its own ``worker.py`` process, timed alternately (A B, B A, ...) on the same seeded
+networks, whose outputs are compared first. Whole-ladder numbers weight the paths by their share of t or jumps."""
 
 from __future__ import annotations
 
@@ -59,7 +57,7 @@ def git(*args: str) -> str:
 
 
 def tree(rev: str) -> dict:
-    """A side's source tree and description: "." is this working tree; a revision is exported to /tmp once."""
+    """A side's source folder and description: "." is this working tree; a revision is exported to /tmp once."""
     if rev == ".":
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", "scale_space_diffusion")
         return {"source": str(ROOT), "desc": f"working tree at {git('rev-parse', '--short', 'HEAD')}"
@@ -74,23 +72,20 @@ def tree(rev: str) -> dict:
     return {"source": str(dest), "desc": f"{sha[:7]} ({git('log', '-1', '--format=%s', sha)[:60]})"}
 
 
-class Worker:
+def start_worker(source: str, threads: int, options: list[str]) -> subprocess.Popen:
     """A ``worker.py`` process importing the package from ``source`` (its errors print to our stderr)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("worker.py")), source, str(threads), *options],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir())
 
-    def __init__(self, name: str, source: Path, threads: int, options: list[str]):
-        env = dict(os.environ, PYTHONPATH=str(source), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        self.name, self.source = name, source
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("worker.py")), str(threads), *options],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                                     cwd=tempfile.gettempdir())  # fmt: skip
 
-    def ask(self, **msg) -> dict:
-        """Send one JSON line, read one back."""
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        if not (line := self.proc.stdout.readline()):
-            raise RuntimeError(f"side {self.name}: the worker exited with code {self.proc.wait()} (its error is above)")
-        return json.loads(line)
+def ask(worker: subprocess.Popen, **msg) -> dict:
+    """Send one JSON line, read one back."""
+    worker.stdin.write(json.dumps(msg) + "\n")
+    worker.stdin.flush()
+    if not (line := worker.stdout.readline()):
+        raise RuntimeError(f"the worker of {worker.args[2]} exited with code {worker.wait()} (its error is above)")
+    return json.loads(line)
 
 
 def paired(a: list[float], b: list[float]) -> dict:
@@ -100,12 +95,10 @@ def paired(a: list[float], b: list[float]) -> dict:
             "speedup_min": min(r, default=None), "speedup_max": max(r, default=None), "reps": len(r or a or b)}  # fmt: skip
 
 
-def measure_case(spec: dict, sides: dict[str, Worker], jobs: list[str], reps: int, quick: bool) -> dict:
-    key, start, load_before = f"{spec['config']}/{spec['model']}", time.perf_counter(), load()
-    built = {s: w.ask(case=spec, flops=s == "b") for s, w in sides.items()}
-    for s, w in sides.items():
-        if Path(built[s]["package"]).resolve() != (w.source / "scale_space_diffusion").resolve():
-            raise RuntimeError(f"side {s}: imported {built[s]['package']}, expected {w.source}/scale_space_diffusion")
+def measure_case(spec: dict, sides: dict[str, subprocess.Popen], jobs: list[str], reps: int, quick: bool) -> dict:
+    """Build, compare the outputs, warm up (the first call's time kept: the compile cost), then time alternately."""
+    start, load_before = time.perf_counter(), load()
+    built = {s: ask(w, case=spec, flops=s == "b") for s, w in sides.items()}
     b = built["b"]
     rec = {"case": spec, "params": b["params"], "train_paths": b["train_paths"], "sample_paths": b["sample_paths"],
            "load_before": load_before, "flops": b["flops"]}  # fmt: skip
@@ -113,23 +106,19 @@ def measure_case(spec: dict, sides: dict[str, Worker], jobs: list[str], reps: in
         rec["max_abs_diff"] = {p: max(abs(x - y) for x, y in zip(built["a"]["outputs"][p], ys))
                                for p, ys in b["outputs"].items()}  # fmt: skip
     todo = [(j, p) for j in ("train", "sample") if j in jobs for p in b[f"{j}_paths"]]
-    if "ladder" in jobs or (spec["config"] in ("demo", "tiny") and "sample" in jobs):
-        todo.append(("ladder", None))
-
-    def walls(side: str, job: tuple, iters: int) -> list[float]:
-        return sides[side].ask(case=spec, job=job[0], path=job[1], iters=iters)["wall"]
-
-    first, iters, series = {}, {}, {job: {"a": [], "b": []} for job in todo}
-    for job in todo:  # warm-up: caches, allocator, compile; the first call's time is kept (compile cost)
-        first[job] = {s: walls(s, job, 1)[0] for s in sides}
-        iters[job] = 1 if quick else max(1, min(10, round(TARGET_S / max(median(first[job].values()), 1e-6))))
+    todo += [("ladder", None)] if "ladder" in jobs or (spec["config"] in ("demo", "tiny") and "sample" in jobs) else []
+    walls = lambda s, job, n: ask(sides[s], case=spec, job=job[0], path=job[1], iters=n)["wall"]  # noqa: E731
+    first = {job: {s: walls(s, job, 1)[0] for s in sides} for job in todo}
+    iters = {job: 1 if quick else max(1, min(10, round(TARGET_S / max(median(first[job].values()), 1e-6))))
+             for job in todo}  # fmt: skip
+    series = {job: {"a": [], "b": []} for job in todo}
     for rep in range(reps):
         for job in todo:
             for s in [s for s in ("ab" if rep % 2 == 0 else "ba") if s in sides]:
                 series[job][s].append(median(walls(s, job, iters[job])))
-        print(f"  {key} rep {rep + 1}/{reps} load {load():.2f}", flush=True)
+        print(f"  {spec['config']}/{spec['model']} rep {rep + 1}/{reps} load {load():.2f}", flush=True)
     rec["jobs"] = [{"job": job, "path": path, "iters": iters[(job, path)], "first_s": first[(job, path)],
-                    **paired(v["a"], v["b"]), "a_reps": v["a"], "b_reps": v["b"]} for (job, path), v in series.items()]  # fmt: skip
+                    **paired(v["a"], v["b"]), "a_reps": v["a"], "b_reps": v["b"]} for (job, path), v in series.items()]
     rec["summary"] = summarise(rec, series, spec)
     rec["load_after"], rec["seconds"] = load(), time.perf_counter() - start
     return rec
@@ -143,14 +132,12 @@ def summarise(rec: dict, series: dict, spec: dict) -> dict:
         weights, times = rec[f"{job}_paths"], {p: v for (j, p), v in series.items() if j == job}
         if not times or set(times) != set(weights):
             continue
-        ladder = {s: [unit * sum(weights[p] * x for p, x in zip(times, rep)) for rep in zip(*(v[s] for v in times.values()))]
+        ladder = {s: [unit * sum(weights[p] * x for p, x in zip(times, xs)) for xs in zip(*(v[s] for v in times.values()))]
                   for s in "ab" if all(v[s] for v in times.values())}  # fmt: skip
         step = paired(ladder.get("a", []), ladder.get("b", []))
+        out["train_step_s" if job == "train" else "sample_s_per_image"] = step
         if job == "train":
-            out["train_step_s"] = step
             out["train_images_per_s"] = {s: spec["batch"] / step[f"{s}_s"] if step[f"{s}_s"] else None for s in "ab"}
-        else:
-            out["sample_s_per_image"] = step
         if len(times) > 1 and top in times:
             vs = {s: median(n * unit * x / y for x, y in zip(times[top][s], xs)) for s, xs in ladder.items()}
             out[f"{job}_vs_1_level"] = {**vs, "flops": n * fl[job][top] / fl[f"{job}_total"]}
@@ -159,13 +146,13 @@ def summarise(rec: dict, series: dict, spec: dict) -> dict:
     return out
 
 
-def _speed(d: dict) -> str:
+def speedup(d: dict) -> str:
     return "-" if d.get("speedup") is None else f"**{d['speedup']:.2f}x** [{d['speedup_min']:.2f}-{d['speedup_max']:.2f}]"
 
 
 def markdown(res: dict) -> str:
-    hw, name = res["hardware"], lambda c: f"| {c['case']['config']} | {MODEL_NAMES[c['case']['model']]}"  # noqa: E731
-    side = lambda d: "(none)" if d is None else d["desc"] + (f" {d['options']}" if d["options"] else "")  # noqa: E731
+    hw, model = res["hardware"], lambda c: [c["case"]["config"], MODEL_NAMES[c["case"]["model"]]]  # noqa: E731
+    side = lambda s: "(none)" if s is None else s["desc"] + (f" {s['options']}" if s["options"] else "")  # noqa: E731
     lines = [f"# Throughput: {res['name']}\n", f"Command: `{res['command']}`  ", f"A = {side(res['sides'].get('a'))}  ",
              f"B = {side(res['sides']['b'])}  ", f"Machine: {hw['cpu_model']}, {hw['cpu_cores']} cores, ISA {hw['isa']}, "
              f"{res['threads']} torch threads per side, torch {hw['torch']}.  ", f"Load average (1 min) before / after: "
@@ -176,28 +163,26 @@ def markdown(res: dict) -> str:
     for c in res["cases"]:
         s, diff = c["summary"], max(c["max_abs_diff"].values()) if c.get("max_abs_diff") else None
         ips, sam = s.get("train_images_per_s", {}), s.get("sample_s_per_image", {})
-        rows.append([c["case"]["config"], MODEL_NAMES[c["case"]["model"]], cell(ips.get("a"), ".1f"),
-                     cell(ips.get("b"), ".1f"), _speed(s.get("train_step_s", {})), cell(sam.get("a_s"), ".4f"),
-                     cell(sam.get("b_s"), ".4f"), _speed(sam), cell(diff, ".1e")])  # fmt: skip
+        rows.append(model(c) + [cell(ips.get("a"), ".1f"), cell(ips.get("b"), ".1f"), speedup(s.get("train_step_s", {})),
+                                cell(sam.get("a_s"), ".4f"), cell(sam.get("b_s"), ".4f"), speedup(sam), cell(diff, ".1e")])  # fmt: skip
     lines += table(["config", "model", "train img/s A", "train img/s B", "train speed-up", "sample s/img A",
                     "sample s/img B", "sample speed-up", "outputs max abs diff"], rows)  # fmt: skip
-    vs = [c for c in res["cases"] if c["summary"].get("train_vs_1_level") or c["summary"].get("sample_vs_1_level")]
-    if vs:
+    if vs := [c for c in res["cases"] if {"train_vs_1_level", "sample_vs_1_level"} & set(c["summary"])]:
         lines += ["\n## Ladder speed-up over the same net's 1-level (top path) step, vs its FLOPs ratio\n"]
+        rows = [model(c) + [cell(c["summary"].get(f"{j}_vs_1_level", {}).get(k), ".2f") for j in ("train", "sample")
+                            for k in ("a", "b", "flops")] for c in vs]  # fmt: skip
         lines += table(["config", "model", "train A", "train B", "train FLOPs ratio", "sample A", "sample B",
-                        "sample FLOPs ratio"], [[c["case"]["config"], MODEL_NAMES[c["case"]["model"]]] +
-                       [cell(c["summary"].get(f"{j}_vs_1_level", {}).get(k), ".2f") for j in ("train", "sample")
-                        for k in ("a", "b", "flops")] for c in vs])  # fmt: skip
+                        "sample FLOPs ratio"], rows)  # fmt: skip
     lines += ["\n## Per path\n", "ms per step (train: batch 32 forward+backward+AdamW; sample: one reverse step at batch "
               "8; ladder: the whole respaced ladder at batch 8). weight: share of t (train) or jumps (sample).\n"]
     rows, ms = [], lambda x: cell(x and 1e3 * x, ".1f")  # noqa: E731
     for c in res["cases"]:
         for j in c["jobs"]:
             f = c["flops"][j["job"]].get(j["path"]) if j["job"] != "ladder" else None
-            gfs = f * c["case"]["batch" if j["job"] == "train" else "sample_batch"] / j["b_s"] / 1e9 if f and j["b_s"] else None
-            rows.append([c["case"]["config"], MODEL_NAMES[c["case"]["model"]], j["job"], j["path"] or "all",
-                         cell(c.get(f"{j['job']}_paths", {}).get(j["path"])), j["iters"], ms(j["a_s"]), ms(j["b_s"]),
-                         _speed(j), ms(j["first_s"].get("b", j["first_s"].get("a"))), cell(gfs, ".1f")])  # fmt: skip
+            gfs = f * c["case"]["batch" if j["job"] == "train" else "sample_batch"] / j["b_s"] / 1e9 if f else None
+            rows.append(model(c) + [j["job"], j["path"] or "all", cell(c.get(f"{j['job']}_paths", {}).get(j["path"])),
+                                    j["iters"], ms(j["a_s"]), ms(j["b_s"]), speedup(j), ms(j["first_s"]["b"]),
+                                    cell(gfs, ".1f")])  # fmt: skip
     lines += table(["config", "model", "job", "path", "weight", "iters", "A ms", "B ms", "speed-up", "B first call ms",
                     "B GFLOP/s"], rows)  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -211,13 +196,13 @@ def run(args, argv: list[str]) -> dict:
     start, load_before, workers, cases = time.perf_counter(), load(), {}, []
     try:
         for s, d in sides.items():
-            workers[s] = Worker(s, Path(d["source"]), args.threads, d["options"])
+            workers[s] = start_worker(d["source"], args.threads, d["options"])
         for spec in (case_spec(config, model, args.quick) for config in configs for model in args.models):
             print(f"{spec['config']}/{spec['model']} ...", flush=True)
             cases.append(measure_case(spec, workers, args.jobs, reps, args.quick))
     finally:
         for w in workers.values():
-            w.proc.kill()  # it holds nothing to save
+            w.kill()  # it holds nothing to save
     name = args.name or time.strftime("%Y%m%d-%H%M%S")
     res = {"name": name, "command": " ".join(["python -m benchmarks", *argv]), "sides": sides, "hardware": hardware(),
            "threads": args.threads, "reps": reps, "load_before": load_before, "load_after": load(),
