@@ -102,7 +102,8 @@ def train_row(name: str, precision: str, batch: int, plan: Plan, torch_compile: 
     return {"model": name, "precision": precision, "batch": batch, "torch_compile": torch_compile,
             "img_per_s": batch * plan.steps / seconds, "ms_per_step": 1e3 * seconds / plan.steps,
             "first_step_s": marks[1] - fit_start, "train_gflops_per_image": flops.get(name, float("nan")) / 1e9,
-            "syncs_per_step": sum(sites.values()) / plan.sync_steps if cuda else None, "sync_sites": dict(sites.most_common(8)),
+            "syncs_per_step": sum(sites.values()) / plan.sync_steps if cuda else None,
+            "sync_sites": dict(sites.most_common(8)),
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}  # fmt: skip
 
 
@@ -140,10 +141,11 @@ def rows(plan: Plan, budget_s: float) -> tuple[list[dict], list[dict], list[str]
     """(training rows, sampling rows, the rows skipped past the budget: 0.6 of it for compiled rows)."""
     jobs = [("train", m, p, b, None) for m in MODELS for p in ("bf16-mixed", "32-true") for b in plan.batches]
     jobs += [("sample", m, a) for m in MODELS for a in (False, True)]
-    jobs += [("train", m, "bf16-mixed", plan.batches[0], plan.compile_mode) for m in ("DDPM", "SSD-4L") if plan.compile_mode]
+    if plan.compile_mode:
+        jobs += [("train", m, "bf16-mixed", plan.batches[0], plan.compile_mode) for m in ("DDPM", "SSD-4L")]
     train, sample, skipped, flops, start = [], [], [], {}, time.perf_counter()
     for kind, *job in jobs:
-        if time.perf_counter() - start > budget_s * (0.6 if kind == "train" and job[3] else 1):  # compiling takes minutes
+        if time.perf_counter() - start > budget_s * (0.6 if kind == "train" and job[3] else 1):  # compiles take minutes
             skipped.append(" ".join(map(str, [kind, *job])))
         elif kind == "train":
             train.append(train_row(*job[:3], plan, job[3], flops))
@@ -157,18 +159,21 @@ def markdown(res: dict) -> str:
     peak, sites = res["bf16_peak_tflops"], sum((Counter(r["sync_sites"]) for r in res["train"]), Counter())
     lines = [f"# GPU benchmark: {res['device_name']}{' (dry run)' if res['dry_run'] else ''}\n",
              f"Command: `{res['command']}`  ", f"torch {res['hardware']['torch']}, lightning {res['lightning']}; bf16 "
-             f"peak measured {peak:.0f} TFLOP/s (matmul {res['plan']['matmul']}^3); wall time {res['seconds']:.0f} s.\n",
+             f"peak measured {peak:.0f} TFLOP/s (matmul {res['plan']['matmul']}^3); wall time {res['seconds']:.0f} "
+             "s.\n",
              "## Training (img/s after warm-up steps, Lightning Trainer)\n"]  # fmt: skip
-    lines += table(["model", "precision", "batch", "compiled", "img/s", "ms/step", "syncs/step", "peak GiB", "GFLOPs/img",
-                    "share of bf16 peak", "fit start to step 1, s"],
-                   [[r["model"], r["precision"], r["batch"], r["torch_compile"] or "no", f"{r['img_per_s']:.1f}",
-                     f"{r['ms_per_step']:.1f}", cell(r["syncs_per_step"], ".1f"), cell(r["peak_memory_gib"], ".2f"),
-                     f"{r['train_gflops_per_image']:.3g}", f"{r['img_per_s'] * r['train_gflops_per_image'] / 1e3 / peak:.1%}",
-                     f"{r['first_step_s']:.1f}"] for r in res["train"]])  # fmt: skip
+    rows = [[r["model"], r["precision"], r["batch"], r["torch_compile"] or "no", f"{r['img_per_s']:.1f}",
+             f"{r['ms_per_step']:.1f}", cell(r["syncs_per_step"], ".1f"), cell(r["peak_memory_gib"], ".2f"),
+             f"{r['train_gflops_per_image']:.3g}", f"{r['img_per_s'] * r['train_gflops_per_image'] / 1e3 / peak:.1%}",
+             f"{r['first_step_s']:.1f}"] for r in res["train"]]  # fmt: skip
+    lines += table(["model", "precision", "batch", "compiled", "img/s", "ms/step", "syncs/step", "peak GiB",
+                    "GFLOPs/img", "share of bf16 peak", "fit start to step 1, s"], rows)  # fmt: skip
     lines += [f"\n## Sampling ({res['plan']['sample_images']} images, one batch)\n"]
-    lines += table(["model", "autocast", "steps", "ms/step"], [[r["model"], "bf16" if r["bf16_autocast"] else "fp32",
-                                                                 r["steps"], f"{r['ms_per_step']:.2f}"] for r in res["sample"]])
-    lines += ["\n## Where the syncs are (all rows, counted steps)\n"] + [f"- `{k}`: {v}" for k, v in sites.most_common(12)]
+    rows = [[r["model"], "bf16" if r["bf16_autocast"] else "fp32", r["steps"], f"{r['ms_per_step']:.2f}"]
+            for r in res["sample"]]  # fmt: skip
+    lines += table(["model", "autocast", "steps", "ms/step"], rows)
+    lines += ["\n## Where the syncs are (all rows, counted steps)\n"]
+    lines += [f"- `{k}`: {v}" for k, v in sites.most_common(12)]
     lines += [f"\nNot run (past --budget-s): {', '.join(res['skipped'])}" if res["skipped"] else ""]
     return "\n".join(lines) + "\n"
 
@@ -195,5 +200,6 @@ def run(args, argv: list[str]) -> dict:
            "hardware": hardware(), "lightning": lightning.__version__, "plan": dataclasses.asdict(plan),
            "bf16_peak_tflops": peak / 1e12, "train": train, "sample": sample, "skipped": skipped,
            "seconds": time.perf_counter() - start}  # fmt: skip
-    save(args.out or Path(__file__).parent / "results" / re.sub(r"[^A-Za-z0-9.]+", "_", name), "gpu", res, markdown(res))
+    out = args.out or Path(__file__).parent / "results" / re.sub(r"[^A-Za-z0-9.]+", "_", name)
+    save(out, "gpu", res, markdown(res))
     return res

@@ -48,7 +48,7 @@ def ceiling_gflops(dtype: torch.dtype, reps: int = 5, n: int = 2048, batch: int 
     jobs = {"matmul": (lambda: a @ a, 2 * n**3), "matmul (oneDNN)": (lambda: linear(a, a), 2 * n**3),
             "conv3x3": (lambda: F.conv2d(x, w, padding=1), 2 * batch * 32 * 32 * 256 * 256 * 9)}  # fmt: skip
     with torch.no_grad():  # the first of reps + 1 calls is a warm-up
-        return {k: flops / min(timeit.repeat(fn, number=1, repeat=reps + 1)[1:]) / 1e9 for k, (fn, flops) in jobs.items()}
+        return {k: f / min(timeit.repeat(fn, number=1, repeat=reps + 1)[1:]) / 1e9 for k, (fn, f) in jobs.items()}
 
 
 def step_flops(config: str, model: str, path: str) -> dict[str, float]:
@@ -83,13 +83,12 @@ def profile_step(config: str, model: str, path: str, options: list[str], iters: 
     return {**ms, "step": 1e3 * wall / iters}
 
 
-def markdown(args, a: dict, b: dict, flops: dict, peak: dict, emulated: bool) -> str:
+def markdown(args, command: str, a: dict, b: dict, flops: dict, peak: dict, emulated: bool) -> str:
     prof_a, prof_b = (sum(v for k, v in d.items() if k != "step") for d in (a, b))
     mat_a, mat_b = sum(a[k] for k in MATRIX), sum(b[k] for k in MATRIX)
     k, rest, best = mat_a / mat_b, prof_a - mat_a, {d: max(peak[d].values()) for d in peak}
-    lines = [f"# Training step profile: {args.config} config, {args.model}, path {args.path}, fp32 (A) vs bf16 autocast "
-             f"(B)\n", f"Command: `python -m benchmarks profile --config {args.config} --model {args.model} --path "
-             f"{args.path} --iters {args.iters}`  ", f"Machine: {platform.processor() or platform.machine()}, "
+    lines = [f"# Training step profile: {args.config} config, {args.model}, path {args.path}, fp32 (A) vs bf16 "
+             f"autocast (B)\n", f"Command: `{command}`  ", f"Machine: {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, oneDNN bf16 support: "
              f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}.\n"]  # fmt: skip
     lines += table(["category", "A ms/step", "A share", "B ms/step", "B share", "A/B"],
@@ -103,19 +102,16 @@ def markdown(args, a: dict, b: dict, flops: dict, peak: dict, emulated: bool) ->
                  + (f" 2x needs the matrix work {mat_a / (prof_a / 2 - rest):.2f}x faster and the rest unchanged."
                     if prof_a / 2 > rest else "") + " (Categories: self times summed over ops; the step row: "
                  "wall-clock per step under the profiler.)\n")  # fmt: skip
-    gflops = lambda d: ", ".join(f"{k} {v:.0f}" for k, v in d.items())  # noqa: E731
-    lines.append("Against this machine's ceiling, the fastest of a 2048x2048 matmul (BLAS, oneDNN) and a large 3x3 "
-                 f"convolution: fp32 {gflops(peak['fp32'])} GFLOP/s; bf16 {gflops(peak['bf16'])} GFLOP/s (ceilings "
-                 f"{best['fp32']:.0f} and {best['bf16']:.0f}: bf16 {best['bf16'] / best['fp32']:.2f}x)."
-                 + (f" This CPU has no bf16 instructions: oneDNN emulates bf16, measured at {EMULATED['n']}x"
-                    f"{EMULATED['n']} and batch {EMULATED['batch']}." if emulated else "") + "\n")  # fmt: skip
-    rows = []
-    for k in MATRIX:
-        ga, gb = (flops[k] / d[k] / 1e6 if d[k] else 0.0 for d in (a, b))  # FLOPs / ms -> GFLOP/s
-        rows.append([k, f"{flops[k] / 1e9:.1f}", f"{ga:.0f}", f"{ga / best['fp32']:.0%}", f"{gb:.0f}",
-                     f"{gb / best['bf16']:.0%}"])  # fmt: skip
+    lines.append("GFLOP/s against this machine's ceiling, the fastest of a 2048x2048 matmul (BLAS, oneDNN) and a large "
+                 f"3x3 convolution (bf16/fp32: {best['bf16'] / best['fp32']:.2f}x)." + (" This CPU has no bf16 "
+                 f"instructions: oneDNN emulates bf16, measured at {EMULATED['n']}x{EMULATED['n']} and batch "
+                 f"{EMULATED['batch']}." if emulated else "") + "\n")  # fmt: skip
+    g = {k: [flops[k] / d[k] / 1e6 if d[k] else 0.0 for d in (a, b)] for k in MATRIX}  # FLOPs / ms -> GFLOP/s
     lines += table(["category", "GFLOP/step", "A GFLOP/s", "A % of fp32 ceiling", "B GFLOP/s", "B % of bf16 ceiling"],
-                   rows)
+                   [[k, f"{flops[k] / 1e9:.1f}", f"{ga:.0f}", f"{ga / best['fp32']:.0%}", f"{gb:.0f}",
+                     f"{gb / best['bf16']:.0%}"] for k, (ga, gb) in g.items()]
+                   + [[f"ceiling: {k}", "", f"{peak['fp32'][k]:.0f}", "", f"{peak['bf16'][k]:.0f}", ""]
+                      for k in peak["fp32"]])  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -132,8 +128,10 @@ def run(args, argv: list[str]) -> str:
     torch.set_num_threads(args.threads)
     a, b = (profile_step(args.config, args.model, args.path, opts, args.iters) for opts in ([], ["bf16"]))
     emulated = not native_cpu_bf16()  # emulated bf16 runs ~1 GFLOP/s: a small ceiling reads the same, in seconds
-    peak = {"fp32": ceiling_gflops(torch.float32), "bf16": ceiling_gflops(torch.bfloat16, **(EMULATED if emulated else {}))}
-    text = markdown(args, a, b, step_flops(args.config, args.model, args.path), peak, emulated)
+    peak = {"fp32": ceiling_gflops(torch.float32)}
+    peak["bf16"] = ceiling_gflops(torch.bfloat16, **(EMULATED if emulated else {}))
+    command = " ".join(["python -m benchmarks", *argv])
+    text = markdown(args, command, a, b, step_flops(args.config, args.model, args.path), peak, emulated)
     out = args.out or RESULTS / f"profile_{args.config}_{args.model}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

@@ -49,34 +49,30 @@ def add_arguments(p) -> None:
 
 
 def git(*args: str) -> str:
-    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"error: `git {' '.join(args)}`: {done.stderr.strip()}\n"
-                         "--ref takes a git revision of this checkout, '.' (this working tree) or 'none'")  # fmt: skip
-    return done.stdout.strip()
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
 
 
 def tree(rev: str) -> dict:
-    """A side's source folder and description: "." is this working tree; a revision is exported to /tmp once."""
+    """A side's source folder and description: "." is this working tree; a revision is exported to /tmp."""
     if rev == ".":
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", "scale_space_diffusion")
         return {"source": str(ROOT), "desc": f"working tree at {git('rev-parse', '--short', 'HEAD')}"
                 + (" + local changes" if dirty else "")}  # fmt: skip
-    sha = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    if not (sha := git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")):
+        raise SystemExit(f"error: --ref {rev!r} is not a commit of this checkout; give a revision, '.' or 'none'")
     dest = Path(tempfile.gettempdir()) / f"ssd-throughput-{sha[:12]}"
-    if not (dest / ".complete").is_file():
-        dest.mkdir(parents=True, exist_ok=True)
-        tar = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "scale_space_diffusion"], capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=tar.stdout, check=True)
-        (dest / ".complete").write_text(sha + "\n")
+    dest.mkdir(exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "scale_space_diffusion"], capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return {"source": str(dest), "desc": f"{sha[:7]} ({git('log', '-1', '--format=%s', sha)[:60]})"}
 
 
 def start_worker(source: str, threads: int, options: list[str]) -> subprocess.Popen:
     """A ``worker.py`` process importing the package from ``source`` (its errors print to our stderr)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("worker.py")), source, str(threads), *options],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir())
+    cmd = [sys.executable, str(Path(__file__).with_name("worker.py")), source, str(threads), *options]
+    pipe, cwd = subprocess.PIPE, tempfile.gettempdir()
+    return subprocess.Popen(cmd, stdin=pipe, stdout=pipe, text=True, env=env, cwd=cwd)
 
 
 def ask(worker: subprocess.Popen, **msg) -> dict:
@@ -92,7 +88,7 @@ def paired(a: list[float], b: list[float]) -> dict:
     """Medians of A and B (seconds) and the speed-up A/B paired per repetition: median, min, max (None without A)."""
     r = [x / y for x, y in zip(a, b)]
     return {"a_s": median(a) if a else None, "b_s": median(b) if b else None, "speedup": median(r) if r else None,
-            "speedup_min": min(r, default=None), "speedup_max": max(r, default=None), "reps": len(r or a or b)}  # fmt: skip
+            "speedup_min": min(r, default=None), "speedup_max": max(r, default=None), "reps": len(r or a or b)}
 
 
 def measure_case(spec: dict, sides: dict[str, subprocess.Popen], jobs: list[str], reps: int, quick: bool) -> dict:
@@ -132,8 +128,10 @@ def summarise(rec: dict, series: dict, spec: dict) -> dict:
         weights, times = rec[f"{job}_paths"], {p: v for (j, p), v in series.items() if j == job}
         if not times or set(times) != set(weights):
             continue
-        ladder = {s: [unit * sum(weights[p] * x for p, x in zip(times, xs)) for xs in zip(*(v[s] for v in times.values()))]
-                  for s in "ab" if all(v[s] for v in times.values())}  # fmt: skip
+        ladder = {}  # side -> per repetition, the paths' medians weighted by their shares
+        for s in [s for s in "ab" if all(v[s] for v in times.values())]:
+            per_rep = zip(*(v[s] for v in times.values()))
+            ladder[s] = [unit * sum(weights[p] * x for p, x in zip(times, xs)) for xs in per_rep]
         step = paired(ladder.get("a", []), ladder.get("b", []))
         out["train_step_s" if job == "train" else "sample_s_per_image"] = step
         if job == "train":
@@ -147,24 +145,29 @@ def summarise(rec: dict, series: dict, spec: dict) -> dict:
 
 
 def speedup(d: dict) -> str:
-    return "-" if d.get("speedup") is None else f"**{d['speedup']:.2f}x** [{d['speedup_min']:.2f}-{d['speedup_max']:.2f}]"
+    """The paired speed-up: **median** [min-max]."""
+    if d.get("speedup") is None:
+        return "-"
+    return f"**{d['speedup']:.2f}x** [{d['speedup_min']:.2f}-{d['speedup_max']:.2f}]"
 
 
 def markdown(res: dict) -> str:
     hw, model = res["hardware"], lambda c: [c["case"]["config"], MODEL_NAMES[c["case"]["model"]]]  # noqa: E731
     side = lambda s: "(none)" if s is None else s["desc"] + (f" {s['options']}" if s["options"] else "")  # noqa: E731
-    lines = [f"# Throughput: {res['name']}\n", f"Command: `{res['command']}`  ", f"A = {side(res['sides'].get('a'))}  ",
-             f"B = {side(res['sides']['b'])}  ", f"Machine: {hw['cpu_model']}, {hw['cpu_cores']} cores, ISA {hw['isa']}, "
-             f"{res['threads']} torch threads per side, torch {hw['torch']}.  ", f"Load average (1 min) before / after: "
-             f"{res['load_before']:.2f} / {res['load_after']:.2f}; wall time {res['seconds']:.0f} s. Alternating A/B "
-             f"repetitions: {res['reps']}; times are medians of per-repetition medians; speed-up = A time / B time per "
-             "repetition, median [min-max].\n", "## Whole ladder\n"]  # fmt: skip
+    lines = [f"# Throughput: {res['name']}\n", f"Command: `{res['command']}`  ",
+             f"A = {side(res['sides'].get('a'))}  ", f"B = {side(res['sides']['b'])}  ",
+             f"Machine: {hw['cpu_model']}, {hw['cpu_cores']} cores, ISA {hw['isa']}, {res['threads']} torch threads "
+             f"per side, torch {hw['torch']}.  ", f"Load average (1 min) before / after: {res['load_before']:.2f} / "
+             f"{res['load_after']:.2f}; wall time {res['seconds']:.0f} s. Alternating A/B repetitions: {res['reps']}; "
+             "times are medians of per-repetition medians; speed-up = A time / B time per repetition, median "
+             "[min-max].\n", "## Whole ladder\n"]  # fmt: skip
     rows = []
     for c in res["cases"]:
         s, diff = c["summary"], max(c["max_abs_diff"].values()) if c.get("max_abs_diff") else None
         ips, sam = s.get("train_images_per_s", {}), s.get("sample_s_per_image", {})
-        rows.append(model(c) + [cell(ips.get("a"), ".1f"), cell(ips.get("b"), ".1f"), speedup(s.get("train_step_s", {})),
-                                cell(sam.get("a_s"), ".4f"), cell(sam.get("b_s"), ".4f"), speedup(sam), cell(diff, ".1e")])  # fmt: skip
+        train = [cell(ips.get("a"), ".1f"), cell(ips.get("b"), ".1f"), speedup(s.get("train_step_s", {}))]
+        rows.append(model(c) + train + [cell(sam.get("a_s"), ".4f"), cell(sam.get("b_s"), ".4f"), speedup(sam),
+                                        cell(diff, ".1e")])
     lines += table(["config", "model", "train img/s A", "train img/s B", "train speed-up", "sample s/img A",
                     "sample s/img B", "sample speed-up", "outputs max abs diff"], rows)  # fmt: skip
     if vs := [c for c in res["cases"] if {"train_vs_1_level", "sample_vs_1_level"} & set(c["summary"])]:
@@ -173,8 +176,8 @@ def markdown(res: dict) -> str:
                             for k in ("a", "b", "flops")] for c in vs]  # fmt: skip
         lines += table(["config", "model", "train A", "train B", "train FLOPs ratio", "sample A", "sample B",
                         "sample FLOPs ratio"], rows)  # fmt: skip
-    lines += ["\n## Per path\n", "ms per step (train: batch 32 forward+backward+AdamW; sample: one reverse step at batch "
-              "8; ladder: the whole respaced ladder at batch 8). weight: share of t (train) or jumps (sample).\n"]
+    lines += ["\n## Per path\n", "ms per step (train: batch 32 forward+backward+AdamW; sample: one reverse step at "
+              "batch 8; ladder: the whole respaced ladder at batch 8). weight: share of t (train) or jumps (sample).\n"]
     rows, ms = [], lambda x: cell(x and 1e3 * x, ".1f")  # noqa: E731
     for c in res["cases"]:
         for j in c["jobs"]:

@@ -1,6 +1,6 @@
 """One side of ``throughput``: ``python worker.py SOURCE THREADS [OPTIONS...]`` times the ``scale_space_diffusion``
-in the folder SOURCE (050a661 or later). Each JSON line on stdin builds {"case": spec} if new, then answers ``Case.describe``
-or, given "job", "path" and "iters", ``Case.time``. EOF ends it. Imports torch and the package only."""
+in the folder SOURCE (050a661 or later). Each JSON line on stdin builds {"case": spec} if new, then answers
+``Case.describe`` or, given "job", "path" and "iters", ``Case.time``. EOF ends it. Imports torch and the package."""
 
 from __future__ import annotations
 
