@@ -62,3 +62,13 @@ def test_ab_against_a_git_revision_builds_the_same_networks(tmp_path):
     assert case["max_abs_diff"] and max(case["max_abs_diff"].values()) < 1e-5  # same weights, same outputs
     assert all(_positive(j["a_s"]) and _positive(j["speedup"]) for j in case["jobs"])
     assert "**" in (tmp_path / "ab.md").read_text()  # the paired speed-ups are printed
+
+
+def test_a_bad_revision_or_option_is_refused_before_any_worker_starts(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit, match="--ref 'no-such-rev' is not a commit of this checkout"):
+        main(["throughput", "--quick", "--ref", "no-such-rev"])
+    with pytest.raises(SystemExit):
+        main(["throughput", "--quick", "--ref", "none", "--options", "bf16,bf17"])
+    assert "unknown options ['bf17']; use bf16, channels_last, compile, malloc" in capsys.readouterr().err
