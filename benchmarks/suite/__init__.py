@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from .presets import PRECISIONS, PRESETS, RUNS
@@ -54,31 +55,22 @@ def add_subcommands(sub) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
-    import os
-    import time
-    from dataclasses import replace
+    if args.command in ("readme", "compare"):
+        from .report import compare, update_readme
 
-    if args.command == "readme":
-        from .report import update_readme
-
-        return print(update_readme(args.results, args.readme))
-    if args.command == "compare":
-        from .compare import compare
-
+        if args.command == "readme":
+            return print(update_readme(args.results, args.readme))
         return print(compare(args.a, args.b, args.sub_out or args.b.parent).read_text())
-    data = dict(idx_dir=args.idx_dir, data_cache_dir=args.data_cache_dir)
+    data = {k: v for k, v in dict(idx_dir=args.idx_dir, cache_dir=args.data_cache_dir).items() if v is not None}
     if args.command == "demo":
-        from .demo import run_demo
+        from .scoring import run_demo
 
-        return run_demo(args.samples, args.cache_dir, args.json, **data)
+        return run_demo(args.samples, args.cache_dir, args.json, data)
     from .suite import run_preset
 
     overrides = dict(dataset=args.dataset, image_size=args.image_size, channels=args.channels,
                      precision=args.precision, train_seed=args.train_seed)  # fmt: skip
     preset = replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
-    start = time.perf_counter()
-    run_preset(preset, args.out or RESULTS / preset.name, only=args.only, ckpts=dict(args.ckpt),
-               extractor=args.extractor or ("inception" if args.inception_weights else "classifier"),
-               inception_weights=args.inception_weights, cache_dir=args.cache_dir, fresh=args.fresh,
-               command=" ".join(["python -m benchmarks", *argv]), **data)  # fmt: skip
-    print(f"Total wall time {time.perf_counter() - start:.0f} s (load average now {os.getloadavg()[0]:.2f})")
+    run_preset(preset, args.out or RESULTS / preset.name, args.only, dict(args.ckpt),
+               args.extractor or ("inception" if args.inception_weights else "classifier"), args.inception_weights,
+               args.cache_dir, data, args.fresh, " ".join(["python -m benchmarks", *argv]))  # fmt: skip

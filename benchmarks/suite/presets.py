@@ -17,14 +17,12 @@ RUNS = {  # the suite's runs, in its order: name -> what it is
 }
 SD_ABLATION = {"plain slim": "sd_nogate", "+gating": "sd_plain", "+spectral loss": "sd_nogate_distilled",
                "full SD": "sd_distilled"}  # fmt: skip
-
-OLDER_DEFAULTS = {"precision": "32-true", "train_seed": None}  # preset fields added later, as older results ran them
 PRECISIONS = ("32-true", "bf16-mixed")  # Lightning's names; bf16-mixed also samples under bf16 autocast
 
 
 def recorded_preset(results: dict) -> dict:
-    """The preset a results.json ran, with the fields it predates filled in (``OLDER_DEFAULTS``)."""
-    return {**OLDER_DEFAULTS, **results.get("preset", {})}
+    """The preset a results.json ran, with the fields it predates filled in as those results ran."""
+    return {"precision": "32-true", "train_seed": None, **results["preset"]}
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,7 @@ class Preset:
     image_size: int = 32  # Fashion-MNIST 28x28 padded to 32 (2 px of background)
     channels: int = 1
     timesteps: int = 1000  # T
-    model_channels: int = 18  # DDPM, DDPM-x0 and SSD backbone width (the same for all)
+    model_channels: int = 18  # DDPM, DDPM-x0 and SSD width: the narrowest whose 1/3-width SD student has >= 8x fewer MACs
     slim_channels: int = 6  # Spectral Diffusion's slim student: 1/3 of the width, 8.7x fewer sampling MACs
     channel_mult: tuple[int, ...] = (1, 2, 2)  # three UNet levels: SSD's 3 ladder levels 32/16/8
     num_res_blocks: int = 1
@@ -85,26 +83,21 @@ class Preset:
         return {**asdict(self), "low_sample": self.low_sample}
 
 
-# standard: every run, the ablations included, 5000 samples each; 104 min on 2 CPU cores (measured 2026-12-02,
-# estimated beforehand at 110 from the quick run's stage timings).
-STANDARD = Preset("standard")
-QUICK = replace(  # <= 25 min on 2 CPU cores (23 measured), low-sample: the four models the package compares. Width 18:
-    # the narrowest whose 1/3-width SD student has >= 8x fewer MACs. At 1000 steps the ddpm run alone took 8.6 min.
-    STANDARD, name="quick", model_channels=18, slim_channels=6, steps=800, batch_size=32, ema_start_step=100,
-    checkpoints=(0.5,), budget_runs=("ssd_convex",), max_extend=1.5, num_samples=1000, curve_samples=300,
-    sample_steps=10, pareto_steps=(5, 10, 25), pareto_ancestral=(), sample_batch=250, resamples=300,
+STANDARD = Preset("standard")  # every run and ablation, 5000 samples each: 104 min on 2 CPU cores (2026-12-02)
+QUICK = replace(  # the four models the package compares, low-sample: 23 min on 2 CPU cores
+    STANDARD, name="quick", steps=800, ema_start_step=100, checkpoints=(0.5,), budget_runs=("ssd_convex",),
+    max_extend=1.5, num_samples=1000, curve_samples=300, sample_batch=250, resamples=300,
     runs=("ddpm", "ddpm_x0", "ssd_convex", "sd_distilled"),
 )  # fmt: skip
 FULL = replace(  # GPU-sized: minutes to an hour on one GPU, days on CPU
     STANDARD, name="full", model_channels=64, slim_channels=20, steps=40_000, batch_size=128, lr=1e-3,
-    ema_decay=0.9995, ema_start_step=2000, warmup_steps=50, max_extend=2.0, num_samples=10_000,
-    curve_samples=5000, sample_steps=50, pareto_steps=(5, 10, 25, 50, 100), pareto_ancestral=(100, 250),
-    sample_batch=1000, resamples=500, classifier_epochs=5,
+    ema_decay=0.9995, ema_start_step=2000, warmup_steps=50, num_samples=10_000, curve_samples=5000, sample_steps=50,
+    pareto_steps=(5, 10, 25, 50, 100), pareto_ancestral=(100, 250), sample_batch=1000, classifier_epochs=5,
 )  # fmt: skip
 SMOKE = replace(  # the test suite's end-to-end run: seconds, meaningless numbers
     STANDARD, image_size=16, name="smoke", timesteps=100, model_channels=8, slim_channels=4, num_heads=2, steps=4,
     batch_size=8, ema_decay=0.9, ema_start_step=0, warmup_steps=1, checkpoints=(0.5,), budget_runs=("ssd_convex",),
-    max_extend=2.0, num_samples=8, curve_samples=6, sample_steps=4, pareto_steps=(), pareto_ancestral=(3,), sample_batch=8,
+    num_samples=8, curve_samples=6, sample_steps=4, pareto_steps=(), pareto_ancestral=(3,), sample_batch=8,
     resamples=20, classifier_epochs=1, max_data=96,
 )  # fmt: skip
 PRESETS = {p.name: p for p in (QUICK, STANDARD, FULL, SMOKE)}

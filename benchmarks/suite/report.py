@@ -1,18 +1,18 @@
-"""results.md: the main table (between the markers the README copies), the reference rows, which differences the
-intervals separate, FID at equal training FLOPs and wall-clock, the Pareto points, the SD ablation, every choice;
-and ``python -m benchmarks readme``, which copies that table into README.md."""
+"""The suite's markdown: results.md (the main table between the markers the README copies, reference rows, which
+differences the intervals separate, equal FLOPs and wall-clock, Pareto points, the SD ablation, settings, stage
+timings), ``python -m benchmarks readme`` and ``compare`` (two results.json side by side, nothing recomputed)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-from scale_space_diffusion.metrics.intervals import rank_by_intervals, separable
+from scale_space_diffusion.metrics import rank_by_intervals, separable
 
 from .presets import SD_ABLATION, recorded_preset
 
 TABLE_START, TABLE_END = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
-_BLOCK = re.compile(re.escape(TABLE_START) + r"\n(.*?)" + re.escape(TABLE_END), re.S)
 PAIRS = [  # (a, b, what the difference isolates)
     ("ddpm_x0", "ddpm", "the parameterisation (x0 + min-SNR vs eps), same backbone and steps"),
     ("ssd_convex", "ddpm_x0", "the resolution ladder (3 levels vs 1), same parameterisation"),
@@ -25,187 +25,169 @@ PAIRS = [  # (a, b, what the difference isolates)
 ]
 
 
-def _num(x, fmt: str = "{:.3g}") -> str:
+def md_table(header: list[str], rows: list[list]) -> str:
+    return "\n".join("| " + " | ".join(map(str, row)) + " |" for row in [header, ["---"] * len(header), *rows]) + "\n"
+
+
+def num(x: float | None, fmt: str = "{:.3g}") -> str:
     return "n/a" if x is None else fmt.format(x)
 
 
-def _relative(path: str) -> str:
-    """``path`` relative to the working directory when it lies below it (results are committed)."""
-    p = Path(path).resolve()
-    return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else path
-
-
-def ci(r: dict, key: str = "fid", fmt: str = "{:.3g}") -> str:
-    lo, hi = r[f"{key}_ci95"]
-    return f"{fmt.format(r[key])} [{fmt.format(lo)}, {fmt.format(hi)}]"
+def ci(r: dict, key: str = "fid") -> str:
+    return f"{r[key]:.3g} [{r[f'{key}_ci95'][0]:.3g}, {r[f'{key}_ci95'][1]:.3g}]"
 
 
 def verdict(a: dict, b: dict, names: tuple[str, str]) -> str:
     s = separable(tuple(a["fid_ci95"]), tuple(b["fid_ci95"]))
-    if s == 0:
-        return "not separable (95% intervals overlap)"
     better, worse = names if s < 0 else names[::-1]
-    return f"`{better}` better than `{worse}`"
+    return "not separable (95% intervals overlap)" if s == 0 else f"`{better}` better than `{worse}`"
+
+
+def stage(t: dict | None) -> str:
+    return f"{t['s']:.1f} ({t['cpu_s']:.0f}, {t['load']})" if t else ""
 
 
 def table(runs: list[dict]) -> str:
-    if not runs:
-        return "(no runs)\n"
     ranks = rank_by_intervals({r["run"]: tuple(r["fid_ci95"]) for r in runs})
-    cols = ["run", "params", "train GFLOPs/img", "sample GFLOPs/img", "train img/s", "sample img/s",
-            f"{runs[0]['feature_extractor']} [95% CI]", "rank", "KID [95% CI]", "KID subset std", "N", "sampler steps",
-            "train s (load)", "steps in DDPM time"]  # fmt: skip
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in runs:
-        train = _num(r["train_gflops_per_image"])
-        if r["teacher_gflops"]:
-            train += f" (+{_num(r['teacher_gflops'])} teacher fwd)"
-        load = r.get("load", {}).get("train_start")
-        row = [f"`{r['run']}`", f"{r['params'] / 1e6:.3f}M", train, _num(r["sample_gflops_per_image"]),
-               _num(r["train_images_per_s"], "{:.1f}"), _num(r["sample_images_per_s"], "{:.1f}"), ci(r), str(ranks[r["run"]]),
-               ci(r, "kid", "{:.3g}"), _num(r["kid_std"], "{:.2g}"), str(r["num_samples"]) + (" (low)" if r["low_sample"] else ""),
-               str(r["steps"]), (_num(r["train_seconds"], "{:.0f}") + (f" ({load:.1f})" if load is not None else "")),
-               _num(r["steps_in_ddpm_time"], "{}")]  # fmt: skip
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    teacher = {r["run"]: f" (+{r['teacher_gflops']:.3g} teacher fwd)" if r["teacher_gflops"] else "" for r in runs}
+    return md_table(["run", "params", "train GFLOPs/img", "sample GFLOPs/img", "train img/s", "sample img/s",
+                     f"{runs[0]['feature_extractor']} [95% CI]", "rank", "KID [95% CI]", "KID subset std", "N",
+                     "sampler steps", "train s (load)", "steps in DDPM time"],
+                    [[f"`{r['run']}`", f"{r['params'] / 1e6:.3f}M", f"{r['train_gflops_per_image']:.3g}" + teacher[r["run"]],
+                      f"{r['sample_gflops_per_image']:.3g}", f"{r['train_images_per_s']:.1f}",
+                      f"{r['sample_images_per_s']:.1f}", ci(r), ranks[r["run"]], ci(r, "kid"), f"{r['kid_std']:.2g}",
+                      f"{r['num_samples']}" + " (low)" * r["low_sample"], r["steps"],
+                      f"{num(r['train_seconds'], '{:.0f}')} ({r['timings']['fit']['load']})",
+                      num(r["steps_in_ddpm_time"], "{}")] for r in runs])  # fmt: skip
 
 
-def reference_table(rows: list[dict]) -> str:
-    lines = ["| reference | N | FID [95% CI] | KID [95% CI] | KID subset std |", "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| `{r['run']}`: {r['description']} | {r['num_samples']} | {ci(r)} | {ci(r, 'kid')} | {_num(r['kid_std'], '{:.2g}')} |")
-    return "\n".join(lines) + "\n"
-
-
-def pairs_section(by_run: dict) -> list[str]:
-    lines = []
-    for a, b, what in PAIRS:
-        if a in by_run and b in by_run:
-            lines.append(f"- {what}: `{a}` {ci(by_run[a])} vs `{b}` {ci(by_run[b])}: **{verdict(by_run[a], by_run[b], (a, b))}**")
-    return lines
-
-
-def compute_section(by_run: dict) -> list[str]:
-    """FID at equal steps, equal training FLOPs and equal wall-clock, each against DDPM's end of training (the same
-    N); the checkpoints are taken at those steps (none is interpolated)."""
+def budgets(by_run: dict) -> list[str]:
+    """FID at equal steps, training FLOPs and wall-clock, each against DDPM's end of training (the same N)."""
     ddpm = by_run.get("ddpm")
-    if ddpm is None or not ddpm.get("checkpoints"):
+    if ddpm is None or not ddpm["checkpoints"]:
         return ["(needs the ddpm run trained here)"]
-    ref = next(q for q in ddpm["checkpoints"] if q["step"] == ddpm["train_steps"])
-    lines = [f"DDPM at the end of training (step {ref['step']}, {ref['train_gflops_total']:.4g} training GFLOPs, "
-             f"{ref['train_seconds']:.0f} s): FID {ci(ref)} at N = {ref['num_samples']}.\n",
-             "| run | budget | step | training GFLOPs | training s | FID [95% CI] | vs DDPM |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    ref, rows = next(q for q in ddpm["checkpoints"] if q["step"] == ddpm["train_steps"]), []
     for name, r in by_run.items():
-        if name == "ddpm" or not r.get("checkpoints"):
-            continue
-        for q in r["checkpoints"]:
-            budgets = [b for b in q["labels"] if b.startswith("DDPM") or b == "100% steps"]
-            for b in budgets:
-                label = "equal steps" if b == "100% steps" else b.replace("DDPM ", "equal ")
-                lines.append(f"| `{name}` | {label} | {q['step']} | {q['train_gflops_total']:.4g} | {q['train_seconds']:.0f} "
-                             f"| {ci(q)} | {verdict(q, ref, (name, 'ddpm'))} |")  # fmt: skip
-        lines += [f"| `{name}` | note | | | | {n} | |" for n in r.get("budget_notes", [])]
+        rows += [[f"`{name}`", "equal steps" if b == "100% steps" else b.replace("DDPM ", "equal "), q["step"],
+                  f"{q['train_gflops_total']:.4g}", f"{q['train_seconds']:.0f}", ci(q), verdict(q, ref, (name, "ddpm"))]
+                 for q in r["checkpoints"] for b in q["labels"] if name != "ddpm" and b[:4] in ("DDPM", "100%")]
+        rows += [[f"`{name}`", "note", "", "", "", note, ""] for note in r["budget_notes"]]
+    return [f"DDPM at the end of training (step {ref['step']}, {ref['train_gflops_total']:.4g} training GFLOPs, "
+            f"{ref['train_seconds']:.0f} s): FID {ci(ref)} at N = {ref['num_samples']}.\n",
+            md_table(["run", "budget", "step", "training GFLOPs", "training s", "FID [95% CI]", "vs DDPM"], rows)]
+
+
+def sd_ablation(by_run: dict) -> list[str]:
+    ddpm, base = by_run.get("ddpm"), by_run.get("sd_nogate")
+    rows = [[variant, f"`{name}`", f"{r['params']:,}",
+             num(ddpm and ddpm["sample_gflops_per_image"] / r["sample_gflops_per_image"], "{:.1f}x"), ci(r), ci(r, "kid"),
+             verdict(r, base, (name, "sd_nogate")) if base and name != "sd_nogate" else ""]
+            for variant, name in SD_ABLATION.items() if (r := by_run.get(name))]  # fmt: skip
+    lines = [md_table(["variant", "run", "params", "teacher/student sampling MACs", "FID [95% CI]", "KID [95% CI]",
+                       "vs `sd_nogate`"], rows)]  # fmt: skip
+    if teach := next((r for r in by_run.values() if r.get("teacher_checkpoint")), None):
+        path = Path(teach["teacher_checkpoint"]).resolve()  # relative to the checkout: results are committed
+        path = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        lines.append(f"Teacher: `{path}` (the suite's `ddpm` run, step {teach['teacher_steps']}, sha1 {teach['teacher_sha1']}).")
     return lines
-
-
-def pareto_table(runs: list[dict]) -> str:
-    lines = ["| run | sampler | steps (requested / taken) | sample GFLOPs/img | FID [95% CI] | N |", "|---|---|---|---|---|---|"]
-    for r in runs:
-        for q in sorted(r.get("pareto", []), key=lambda q: (q["sampler"], q["requested_steps"])):
-            s = "DDIM, eta = 0" if q["sampler"] == "ddim" else "ancestral"
-            lines.append(f"| `{r['run']}` | {s} | {q['requested_steps']} / {q['steps']} | {q['sample_gflops_per_image']:.3g} "
-                         f"| {ci(q)} | {q['num_samples']} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def sd_section(by_run: dict) -> list[str]:
-    ddpm = by_run.get("ddpm")
-    lines = ["| variant | run | params | teacher/student sampling MACs | FID [95% CI] | KID [95% CI] | vs `sd_nogate` |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    base = by_run.get("sd_nogate")
-    for variant, name in SD_ABLATION.items():
-        r = by_run.get(name)
-        if r is None:
-            continue
-        ratio = ddpm["sample_gflops_per_image"] / r["sample_gflops_per_image"] if ddpm else None
-        vs = verdict(r, base, (name, "sd_nogate")) if base is not None and name != "sd_nogate" else ""
-        lines.append(f"| {variant} | `{name}` | {r['params']:,} | {_num(ratio, '{:.1f}x')} | {ci(r)} | {ci(r, 'kid')} | {vs} |")
-    teach = next((r for r in by_run.values() if r.get("teacher_checkpoint")), None)
-    if teach is not None:
-        lines.append(f"\nTeacher: `{_relative(teach['teacher_checkpoint'])}` (the suite's `ddpm` run, step {teach['teacher_steps']}, "
-                     f"sha1 {teach['teacher_sha1']}).")  # fmt: skip
-    return lines
-
-
-def timing_table(results: dict) -> str:
-    lines = ["| run | fit s (CPU s) | train FLOPs count s | sampling FLOPs count s | sample s (CPU s) | features s | score s "
-             "| curves s (CPU s) | load (train start/end, sample) |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in results["runs"]:
-        t, ld = r["timings"], r.get("load", {})
-        cpu = lambda k: f" ({t[k]:.0f})" if t.get(k) is not None else ""  # noqa: E731
-        lines.append(f"| `{r['run']}` | {_num(t.get('fit_s'), '{:.0f}')}{cpu('fit_cpu_s')} | {_num(t.get('train_flops_s'), '{:.1f}')} | "
-                     f"{_num(t.get('sampling_flops_s'), '{:.1f}')} | {t['sample_s']:.0f}{cpu('sample_cpu_s')} | {t['features_s']:.1f} | "
-                     f"{t['score_s']:.1f} | {t['curves_s']:.0f}{cpu('curves_cpu_s')} | {ld.get('train_start')}/{ld.get('train_end')}, {ld.get('sample')} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 def markdown(results: dict) -> str:
     p, hw, runs = recorded_preset(results), results["hardware"], results["runs"]
-    by_run = {r["run"]: r for r in runs}
-    label, acc = results.get("feature_extractor", "FID"), results.get("classifier_accuracy")
-    warn = ""
-    if p["low_sample"]:
-        warn = (f"\n> **Low-sample run:** {p['num_samples']} samples per model (paper-like is 10k+). FID is biased "
-                "upwards at small N; these numbers rank the models of this run only.\n")  # fmt: skip
-    sampler = "DDIM (eta = 0)" if p["sampler"] == "ddim" else "ancestral"
+    by_run, stages = {r["run"]: r for r in runs}, list(dict.fromkeys(k for r in runs for k in r["timings"]))
+    pareto = [[f"`{r['run']}`", "DDIM, eta = 0" if q["sampler"] == "ddim" else "ancestral",
+               f"{q['requested_steps']} / {q['steps']}", f"{q['sample_gflops_per_image']:.3g}", ci(q), q["num_samples"]]
+              for r in runs for q in sorted(r["pareto"], key=lambda q: (q["sampler"], q["requested_steps"]))]  # fmt: skip
     parts = [
-        f"# Benchmark: preset `{p['name']}`\n",
-        f"Command: `{results['command']}`  \nHardware: {hw['cpu_model']}, {hw['cpu_cores']} cores ({hw['torch_threads']} "
-        f"torch threads), GPU: {hw['gpu'] or 'none'}; torch {hw['torch']}, lightning {hw['lightning']}, Python "
-        f"{hw['python']}; precision {p['precision']}. Timings were taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
-        warn, TABLE_START, table(runs), TABLE_END,
-        f"\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared ranks: not separable). "
-        f"{label}, classifier test accuracy {_num(acc, '{:.4f}')}; N generated samples against {results.get('num_reference')} "
-        f"real test images; main sampler {sampler}, {p['sample_steps']} steps.\n",
-        "\n## Reference rows (scored exactly as the models)\n", reference_table(results.get("reference", [])),
-        "\n## Which differences the intervals separate\n", *pairs_section(by_run),
+        f"# Benchmark: preset `{p['name']}`\n\nCommand: `{results['command']}`  \nHardware: {hw['cpu_model']}, "
+        f"{hw['cpu_cores']} cores ({hw['torch_threads']} torch threads), GPU: {hw['gpu'] or 'none'}; torch "
+        f"{hw['torch']}, lightning {hw['lightning']}, Python {hw['python']}; precision {p['precision']}. Timings were "
+        "taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
+        f"> **Low-sample run:** {p['num_samples']} samples per model (paper-like is 10k+). FID is biased upwards at "
+        "small N; these numbers rank the models of this run only.\n" if p["low_sample"] else "",
+        TABLE_START, table(runs), TABLE_END,
+        "\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared: not separable). "
+        f"{results['feature_extractor']}, classifier test accuracy {num(results['classifier_accuracy'], '{:.4f}')}; "
+        f"N samples against {results['num_reference']} real test images; main sampler {p['sampler']} (eta 0), "
+        f"{p['sample_steps']} steps.\n\n## Reference rows (scored exactly as the models)\n",
+        md_table(["reference", "N", "FID [95% CI]", "KID [95% CI]", "KID subset std"],
+                 [[f"`{r['run']}`: {r['description']}", r["num_samples"], ci(r), ci(r, "kid"), f"{r['kid_std']:.2g}"]
+                  for r in results["reference"]]),  # fmt: skip
+        "\n## Which differences the intervals separate\n",
+        *[f"- {what}: `{a}` {ci(by_run[a])} vs `{b}` {ci(by_run[b])}: **{verdict(by_run[a], by_run[b], (a, b))}**"
+          for a, b, what in PAIRS if a in by_run and b in by_run],
         "\n## Equal training FLOPs and equal wall-clock\n",
-        f"Checkpoints are saved at {'/'.join(f'{f:.0%}' for f in (*p['checkpoints'], 1.0))} of the steps and, for the budget runs ({', '.join(p['budget_runs'])}), "
-        f"training goes on (at most {p['max_extend']}x the steps) to a checkpoint at DDPM's total training FLOPs and one at "
-        "DDPM's training wall-clock; other runs get the wall-clock checkpoint only when they reach it within their steps. "
-        f"Each is scored with {min(p['curve_samples'], p['num_samples'])} samples (the end-of-training one: the first of its "
-        "main samples). Nothing is interpolated.\n", *compute_section(by_run),
-        "\n## Pareto: FID against sampling GFLOPs per image\n", pareto_table(runs),
-        "\n## Spectral Diffusion ablation (same slim width, steps and seed)\n", *sd_section(by_run),
+        f"Checkpoints at {'/'.join(f'{f:.0%}' for f in (*p['checkpoints'], 1.0))} of the steps; the budget runs "
+        f"({', '.join(p['budget_runs'])}) train on (at most {p['max_extend']}x the steps) to checkpoints at DDPM's "
+        "training FLOPs and wall-clock, other runs get the wall-clock one if they reach it within their steps. "
+        f"{min(p['curve_samples'], p['num_samples'])} samples each; nothing is interpolated.\n", *budgets(by_run),
+        "\n## Pareto: FID against sampling GFLOPs per image\n",
+        md_table(["run", "sampler", "steps (requested / taken)", "sample GFLOPs/img", "FID [95% CI]", "N"], pareto),
+        "\n## Spectral Diffusion ablation (same slim width, steps and seed)\n", *sd_ablation(by_run),
         "\n`sd_ablation_spectrum.png`: the radially averaged power spectrum of each variant's samples (first 1000) "
-        "against real test images, and their ratio.\n",
-        "\n## Settings\n",
-        "Columns, FLOP counting, the intervals and the stated choices: docs/benchmarks.md. FID/KID intervals: "
+        "against real test images, and their ratio.\n\n## Settings\n",
+        "Columns, FLOP counting, intervals and choices: docs/benchmarks.md. FID/KID intervals: "
         f"{p['resamples']} bootstrap resamples; samples: lossless PNG from the EMA weights, image i seeded by "
-        f"({p['seed']}, i); training: AdamW, gradient clipping 1.0, random horizontal flips. Preset: "
-        + ", ".join(f"{k} {v}" for k, v in p.items()) + ".",
+        f"({p['seed'] if p['train_seed'] is None else p['train_seed']}, i); training: AdamW, gradient clipping 1.0, "
+        "random horizontal flips. Preset: " + ", ".join(f"{k} {v}" for k, v in p.items()) + ".",
         "\n## Stage timings (for estimating a preset's time)\n",
-        f"This invocation: {results.get('total_seconds', 0):.0f} s wall, {results.get('total_cpu_seconds', 0):.0f} CPU s, load "
-        f"average {results.get('load_end')} at its end.",
-        f"Classifier and reference features: {results.get('judge_seconds', 0):.0f} s ({results.get('judge_cpu_seconds', 0):.0f} CPU s); "
-        f"reference rows: {results.get('reference_seconds', 0):.0f} s. CPU s: this process's CPU time (all threads); on "
-        "a busy machine it estimates the quiet wall-clock better than the wall-clock does.\n", timing_table(results),
-        "\n## Plots\n", *[f"- `{name}`" for name in results.get("plots", [])],
+        "Wall s (CPU s of this process, all threads: on a busy machine the better estimate of quiet wall-clock; the "
+        "load average at the start). " + "; ".join(f"{k}: {stage(t)}" for k, t in results["timings"].items()) + ".\n",
+        md_table(["run", *(f"{k} s" for k in stages)],
+                 [[f"`{r['run']}`", *(stage(r["timings"].get(k)) for k in stages)] for r in runs]),
+        "\n## Plots\n", *[f"- `{name}`" for name in results["plots"]],
     ]  # fmt: skip
     return "\n".join(parts) + "\n"
 
 
 def update_readme(results: Path, readme: Path) -> str:
     """Replace the README's table block with the one in ``results`` (a results.md); returns a one-line summary."""
-    found, text = _BLOCK.search(Path(results).read_text()), Path(readme).read_text()
-    for path, match in ((results, found), (readme, _BLOCK.search(text))):
+    block = re.compile(re.escape(TABLE_START) + r"\n(.*?)" + re.escape(TABLE_END), re.S)
+    found, text = block.search(results.read_text()), readme.read_text()
+    for path, match in ((results, found), (readme, block.search(text))):
         if match is None:
             raise SystemExit(f"error: {path} has no {TABLE_START} ... {TABLE_END} block")
-    try:
-        source = Path(results).resolve().relative_to(Path(readme).resolve().parent)
-    except ValueError:
-        source = Path(results)
+    source, folder = results.resolve(), readme.resolve().parent
+    source = source.relative_to(folder) if source.is_relative_to(folder) else results
     new = (f"{TABLE_START}\n<!-- generated from {source} by `python -m benchmarks readme`; do not edit -->\n"
            f"{found.group(1).strip(chr(10))}\n{TABLE_END}")
-    Path(readme).write_text(_BLOCK.sub(lambda _: new, text, count=1))
+    readme.write_text(block.sub(lambda _: new, text, count=1))
     return f"Wrote the table of {source} into {readme}"
+
+
+def compare(a_path: Path, b_path: Path, out: Path) -> Path:
+    """``out/compare.md``: per shared run, each FID [95% CI] and whether the intervals separate them, training and
+    sampling img/s and their ratio, the mean loss over the last 20 % of the steps; ``compare_loss.png`` the curves."""
+    from .plots import loss_curves
+
+    a, b = (json.loads(path.read_text()) for path in (a_path, b_path))
+    la, lb = (f"{p['name']} {p['precision']}" + f" train seed {p['train_seed']}" * (p["train_seed"] is not None) +
+              f" ({path.parent.name})" for p, path in ((recorded_preset(a), a_path), (recorded_preset(b), b_path)))
+    shared = [(ra, rb) for ra in a["runs"] for rb in b["runs"] if ra["run"] == rb["run"]]
+    if not shared:
+        raise SystemExit(f"error: {a_path} and {b_path} share no run")
+    rows = [[f"`{ra['run']}`", ci(ra), ci(rb), {0: "not separable", -1: "A better", 1: "B better"}[
+                separable(tuple(ra["fid_ci95"]), tuple(rb["fid_ci95"]))],
+             *(x for k in ("train_images_per_s", "sample_images_per_s")
+               for x in (f"{ra[k]:.1f}", f"{rb[k]:.1f}", f"{rb[k] / ra[k]:.2f}x")),
+             num(_tail_loss(ra), "{:.4f}"), num(_tail_loss(rb), "{:.4f}")] for ra, rb in shared]  # fmt: skip
+    lines = [f"# {lb} against {la}\n", f"A: `{a_path}` (`{a['command']}`)  ", f"B: `{b_path}` (`{b['command']}`)\n",
+             md_table(["run", "FID A [95% CI]", "FID B [95% CI]", "FID", "train img/s A", "B", "B/A", "sample img/s A",
+                       "B", "B/A", "loss A (last 20 %)", "loss B"], rows),
+             f"N = {shared[0][0]['num_samples']} (A) and {shared[0][1]['num_samples']} (B) samples per model; FID from "
+             f"the same feature extractor when both say so: A {a['feature_extractor']}, B {b['feature_extractor']}."]  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    if all(ra.get("train_loss_curve") and rb.get("train_loss_curve") for ra, rb in shared):
+        loss_curves(shared, la, lb, out / "compare_loss.png")
+        lines.append("\n`compare_loss.png`: the training loss per window of steps, A solid, B dashed.")
+    (out / "compare.md").write_text("\n".join(lines) + "\n")
+    return out / "compare.md"
+
+
+def _tail_loss(r: dict, fraction: float = 0.2) -> float | None:
+    """Mean of the last ``fraction`` of the loss windows up to ``train_steps`` (a budget run trains on past it)."""
+    if not r.get("train_loss_curve"):
+        return None
+    curve = r["train_loss_curve"][: -(-r["train_steps"] // r["train_loss_window"])]
+    tail = curve[-max(1, round(fraction * len(curve))) :]
+    return sum(tail) / len(tail)

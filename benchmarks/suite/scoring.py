@@ -1,105 +1,167 @@
-"""Scoring a trained run: the main sample set, the training checkpoints, the Pareto points (FID vs sampling GFLOPs)
-and the samples' radial power spectrum. Image i of every set is seeded by (seed, i), so curves reuse main samples."""
+"""The FID judge (features of a classifier trained on the dataset's labels, or of InceptionV3, against the real test
+split's cached statistics; FID/KID with bootstrap intervals) and what it scores: samples, checkpoints, Pareto points,
+the floor and ceiling rows, and `make demo`'s samples. Image i of every set is seeded by (seed, i)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from scale_space_diffusion.metrics.analysis import radial_power_spectrum
-from scale_space_diffusion.metrics.model_flops import sampling_flops
+from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.io.loading import load_model
+from scale_space_diffusion.metrics import (Reference, bootstrap_scores, build_feature_module, extract_features,
+                                           feature_label, load_or_train_classifier, load_png_images, reference_stats,
+                                           resolve_inception_weights, sampling_flops)  # fmt: skip
+from scale_space_diffusion.metrics.analysis import radial_power_spectrum
+from scale_space_diffusion.metrics.score import labelled, reference_features
+from scale_space_diffusion.models.settings import Sampling
 
 from ..machine import load
-from .presets import Preset
-from .quality import Judge
-from .runs import sample_images, sampling_settings, write_grid
+from .presets import STANDARD, Preset
 
-SPECTRUM_IMAGES = 1000  # images per radial power spectrum
+CURVE_KEYS = ("fid", "fid_ci95", "kid", "kid_ci95", "kid_std", "num_samples")  # what a checkpoint or Pareto point keeps
 
 
-def counted_flops(model, sampling, trace: bool = True, cache: dict | None = None) -> dict:
-    """FLOPs of ``model``'s sampling with ``sampling``, counted per path and (``trace``) by tracing it, checked equal."""
-    f = sampling_flops(model, trace=trace, cache=cache, sampling=sampling)
+@contextmanager
+def timed(timings: dict, stage: str):
+    """Record the stage's wall seconds, CPU seconds (this process, all threads) and the load average at its start."""
+    wall, cpu, start_load = time.perf_counter(), time.process_time(), load()
+    yield
+    timings[stage] = {"s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "load": start_load}
+
+
+@dataclass(frozen=True)
+class Judge:
+    feature: torch.nn.Module  # uint8 (N, C, H, W) -> (N, D)
+    reference: Reference  # the real test split's features and statistics
+    label: str  # e.g. "FID (fmnist-classifier features)"
+    resamples: int
+    seed: int
+    classifier_accuracy: float | None  # test accuracy of the feature classifier
+
+    def score(self, images: torch.Tensor, desc: str = "features") -> dict:
+        """FID, KID and their 95% bootstrap intervals of uint8 images (N, C, H, W)."""
+        features = extract_features(self.feature, images, progress=desc)
+        return bootstrap_scores(features, self.reference, resamples=self.resamples, seed=self.seed)
+
+    def curve_point(self, images: torch.Tensor, desc: str) -> dict:
+        return {k: v for k, v in self.score(images, desc).items() if k in CURVE_KEYS}
+
+
+def make_judge(data: ImageDataModule, extractor: str, cache_dir: Path, epochs: int, seed: int, resamples: int,
+               inception_weights: str | None) -> Judge:  # fmt: skip
+    """The judge; refuses (before any training) Inception offline without weights, or a dataset without labels."""
+    weights = resolve_inception_weights(inception_weights) if extractor == "inception" else None
+    if extractor == "classifier" and not data.num_classes:
+        raise SystemExit(f"error: dataset {data.hparams.dataset!r} has no class labels, and the offline FID classifier "
+                         "is trained on them; pass --inception-weights /path/weights-inception-2015-12-05-6726825d.pth, "
+                         "or a dataset with labels (e.g. an image folder with one sub-folder per class)")  # fmt: skip
+    name = Path(data.hparams.dataset).name or str(data.hparams.dataset)
+    tag = "fmnist" if name in ("fashion_mnist", "fashion-mnist") else name.replace("/", "_")
+    reference, classifier, accuracy, fe_id = data.reference_images("test"), None, None, "inception"
+    if extractor == "classifier":
+        classifier = cache_dir / f"classifier-{tag}-{reference.shape[1]}x{reference.shape[-1]}-e{epochs}.pt"
+        _, accuracy = load_or_train_classifier(classifier, *labelled(data, "train"), *labelled(data, "test"),
+                                               epochs=epochs, seed=seed)  # fmt: skip
+        fe_id = "clf" + hashlib.sha1(classifier.read_bytes()).hexdigest()[:12]
+    feature = build_feature_module(extractor, classifier, weights).eval()
+    ref = reference_stats(reference_features(feature, reference, cache_dir, f"{tag}-{fe_id}"))
+    return Judge(feature, ref, feature_label(extractor, classifier_dataset=tag), resamples, seed, accuracy)
+
+
+def sampling(p: Preset, sampler: str, steps: int) -> Sampling:
+    return Sampling(steps=steps, sampler=sampler, eta=0.0, seed=p.run_seed, grid_every_n_epochs=0, grid_size=0)
+
+
+def sample(model, s: Sampling, n: int, p: Preset) -> tuple[torch.Tensor, dict]:
+    """(uint8 (n, C, S, S) images from ``model.generate``, under bf16 autocast for "bf16-mixed"; that call's timing)."""
+    dev, timing = "cuda" if torch.cuda.is_available() else "cpu", {}
+    with timed(timing, "sample"), torch.autocast(dev, torch.bfloat16, enabled=p.precision == "bf16-mixed"):
+        images = model.to(dev).generate(n, steps=s.steps, seed=s.seed, sampler=s.sampler, eta=s.eta if
+                                        s.sampler == "ddim" else None, guidance_scale=s.guidance_scale,
+                                        output_type="uint8", batch_size=p.sample_batch)  # fmt: skip
+    return images, timing["sample"]
+
+
+def counted_flops(model, s: Sampling, trace: bool, cache: dict) -> dict:
+    """Sampling FLOPs per image with ``s``, counted per path and (``trace``) by tracing the sampler, checked equal."""
+    f = sampling_flops(model.cpu(), trace=trace, cache=cache, sampling=s)
     if trace and f["flops_traced"] != f["flops"]:
         raise AssertionError(f"traced sampling FLOPs {f['flops_traced']} != per-path {f['flops']}")
     return f
 
 
 def spectrum(images: torch.Tensor) -> list[float]:
-    """Radially averaged power per band (16 bands) of uint8 images, as [-1, 1] floats."""
-    return radial_power_spectrum(images[:SPECTRUM_IMAGES].float() / 127.5 - 1).tolist()
+    """Radially averaged power per band (16 bands) of the first 1000 uint8 images, as [-1, 1] floats."""
+    return radial_power_spectrum(images[:1000].float() / 127.5 - 1).tolist()
 
 
-def score_main(model, name: str, p: Preset, judge: Judge, run_dir: Path, caches: dict) -> tuple[dict, torch.Tensor]:
-    """The end-of-training set: ``num_samples`` PNGs with the main sampler, its grid, features and scores."""
-    sampling, start = sampling_settings(p), time.perf_counter()
-    flops = counted_flops(model, sampling, cache=caches[p.sampler])
-    flops_s = time.perf_counter() - start
-    sample_load = load()
-    images, seconds, cpu = sample_images(model, sampling, p.num_samples, p.sample_batch,
-                                         f"{name}: sampling {p.num_samples} images", run_dir / "samples", p.precision)  # fmt: skip
-    write_grid(images, run_dir / "grid.png")
-    start = time.perf_counter()
-    features = judge.features(images, f"{name}: features")
-    torch.save(features, run_dir / "samples" / "features.pt")
-    features_s = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = judge.score(features)
-    record = {
-        **scores, "sample_gflops_per_image": flops["gflops"], "sample_gflops_traced": flops["flops_traced"] / 1e9,
-        "sample_paths": flops["paths"], "steps": flops["num_steps"], "sample_seconds": seconds,
-        "sample_images_per_s": p.num_samples / seconds, "grid": str(run_dir / "grid.png"),
-        "samples_dir": str(run_dir / "samples"), "radial_power": spectrum(images),
-        "timings": {"sampling_flops_s": flops_s, "sample_s": seconds, "sample_cpu_s": cpu, "features_s": features_s,
-                    "score_s": time.perf_counter() - start},
-        "load": {"sample": sample_load},
-    }  # fmt: skip
-    return record, features
+def score_checkpoints(saved: list[dict], p: Preset, judge: Judge, main: torch.Tensor, gflops: float) -> list[dict]:
+    """FID of every training checkpoint at ``curve_samples`` images (the one at ``steps``: the ``main`` set's first);
+    ``gflops``: training GFLOPs per image."""
+    n, s = min(p.curve_samples, p.num_samples), sampling(p, p.sampler, p.sample_steps)
+    return [{"step": c["step"], "labels": c["labels"], "train_seconds": c["train_seconds"], "checkpoint": c["path"],
+             "train_gflops_total": gflops * p.batch_size * c["step"], **judge.curve_point(
+                 main[:n] if c["step"] == p.steps else sample(load_model(c["path"]), s, n, p)[0], f"step {c['step']}")}
+            for c in saved]  # fmt: skip
 
 
-def _curve_point(judge: Judge, features: torch.Tensor, **extra) -> dict:
-    s = judge.score(features)
-    keep = ("fid", "fid_ci95", "kid", "kid_ci95", "kid_std", "num_samples")
-    return {**extra, **{k: s[k] for k in keep}}
-
-
-def score_checkpoints(saved: list[dict], name: str, p: Preset, judge: Judge, main_features: torch.Tensor,
-                      per_image_gflops: float, batch_size: int) -> list[dict]:  # fmt: skip
-    """FID of every training checkpoint at ``curve_samples`` images (the one at ``steps``: the main set's first)."""
-    n = min(p.curve_samples, p.num_samples)
-    points = []
-    for c in saved:
-        extra = {"step": c["step"], "labels": c["labels"], "train_seconds": c["train_seconds"], "load": c["load"],
-                 "train_gflops_total": per_image_gflops * batch_size * c["step"], "checkpoint": c["path"]}  # fmt: skip
-        if c["step"] == p.steps:
-            feats = main_features[:n]
-        else:
-            images, *_ = sample_images(load_model(c["path"]), sampling_settings(p), n, p.sample_batch,
-                                       f"{name}: step {c['step']}, {n} images", precision=p.precision)
-            feats = judge.features(images, f"{name}: features")
-        points.append(_curve_point(judge, feats, **extra))
+def score_pareto(model, p: Preset, judge: Judge, main: torch.Tensor, caches: dict) -> list[dict]:
+    """FID at ``curve_samples`` images and sampling GFLOPs (per-path count; the main one was traced): DDIM at
+    ``pareto_steps``, ancestral at ``pareto_ancestral`` and the main sampler (the ``main`` set's first images)."""
+    n, points = min(p.curve_samples, p.num_samples), []
+    for sampler, steps in dict.fromkeys([*(("ddim", k) for k in p.pareto_steps),
+                                         *(("ancestral", k) for k in p.pareto_ancestral), (p.sampler, p.sample_steps)]):
+        flops = counted_flops(model, s := sampling(p, sampler, steps), trace=False, cache=caches[sampler])
+        images = main[:n] if (sampler, steps) == (p.sampler, p.sample_steps) else sample(model, s, n, p)[0]
+        points.append({"sampler": sampler, "requested_steps": steps, "steps": flops["num_steps"],
+                       "sample_gflops_per_image": flops["gflops"], **judge.curve_point(images, f"{sampler} {steps}")})
     return points
 
 
-def score_pareto(model, name: str, p: Preset, judge: Judge, main_features: torch.Tensor, caches: dict) -> list[dict]:
-    """FID at ``curve_samples`` images vs sampling GFLOPs, DDIM at ``pareto_steps``, ancestral at ``pareto_ancestral``."""
-    n = min(p.curve_samples, p.num_samples)
-    settings = [("ddim", s) for s in p.pareto_steps] + [("ancestral", s) for s in p.pareto_ancestral]
-    if (p.sampler, p.sample_steps) not in settings:
-        settings.append((p.sampler, p.sample_steps))
-    points = []
-    for sampler, steps in settings:
-        sampling = sampling_settings(p, sampler, steps)
-        flops = counted_flops(model, sampling, trace=False, cache=caches[sampler])  # the main count was traced
-        if (sampler, steps) == (p.sampler, p.sample_steps):
-            feats = main_features[:n]
-        else:
-            images, *_ = sample_images(model, sampling, n, p.sample_batch, f"{name}: {sampler} {steps} steps, {n} images",
-                                       precision=p.precision)
-            feats = judge.features(images, f"{name}: features")
-        points.append(_curve_point(judge, feats, sampler=sampler, eta=0.0 if sampler == "ddim" else 1.0,
-                                   requested_steps=steps, steps=flops["num_steps"], sample_gflops_per_image=flops["gflops"]))  # fmt: skip
-    return points
+def reference_rows(data: ImageDataModule, judge: Judge, sizes: list[int], seed: int) -> list[dict]:
+    """The floor (n seeded real train images vs the test split) and the ceiling (n clipped draws of N(0, I)), each n."""
+    train, g, n_max = data.reference_images("train"), torch.Generator().manual_seed(seed), max(sizes)
+    real = train[torch.randperm(len(train), generator=g)[:n_max]]
+    noise = ((torch.randn(n_max, *train.shape[1:], generator=g).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    sets = {"train_vs_test": (real, "real train images vs the test split (the floor)"),
+            "prior_noise": (noise, "pure prior noise N(0, I), clipped (the ceiling)")}  # fmt: skip
+    return [{"run": name, "description": what, **judge.score(images[:n], name)}
+            for n in sorted(set(sizes), reverse=True) for name, (images, what) in sets.items()]  # fmt: skip
+
+
+def run_demo(samples: str | None, cache_dir: Path, json_path: Path | None, data_location: dict[str, str]) -> dict:
+    """``python -m benchmarks demo``: the share of `make demo`'s samples the classifier assigns a class with confidence
+    >= 0.9, and their FID next to that of as many real train images (compare small-N FIDs only with each other)."""
+    runs = sorted(Path("outputs/ssd_fmnist32/samples").glob("run_*"))
+    if samples is None and not runs:
+        raise SystemExit("error: no outputs/ssd_fmnist32/samples/run_*; run `make demo` first, or pass --samples DIR")
+    source = str(samples or runs[-1])
+    images = load_png_images(source)
+    data = ImageDataModule("fashion_mnist", image_size=images.shape[-1], channels=images.shape[1], seed=0,
+                           **data_location)  # fmt: skip
+    data.prepare_data()
+    data.setup()
+    judge = make_judge(data, "classifier", cache_dir, STANDARD.classifier_epochs, 0, STANDARD.resamples, None)
+    with torch.no_grad():
+        conf, cls = judge.feature.extractor.classifier(images).softmax(-1).max(-1)
+    n, names = len(images), data.class_names
+    counts = {names[k]: int((cls[conf >= 0.9] == k).sum()) for k in range(len(names))}
+    s, real = judge.score(images), judge.score(data.reference_images("train")[:n])
+    out = {"source": source, "num_samples": n, "confident_share": float((conf >= 0.9).float().mean()),
+           "confident_classes": counts, "fid": s["fid"], "fid_ci95": s["fid_ci95"], "real_train_fid": real["fid"],
+           "feature_extractor": judge.label, "classifier_accuracy": judge.classifier_accuracy}  # fmt: skip
+    top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v)
+    print(f"{source}: {out['confident_share']:.0%} of {n} samples are assigned a class with confidence >= 0.9 by the "
+          f"benchmark's classifier (test accuracy {judge.classifier_accuracy:.4f}): {top or 'none'}\n{judge.label} of "
+          f"these {n}: {s['fid']:.1f} [95% CI {s['fid_ci95'][0]:.1f}, {s['fid_ci95'][1]:.1f}]; {n} real train images "
+          f"score {real['fid']:.1f} (a {n}-sample FID is very biased: compare it only with other {n}-sample FIDs)")
+    if json_path is not None:
+        json_path.write_text(json.dumps(out, indent=1))
+    return out

@@ -1,4 +1,4 @@
-"""The preset run: every model trained for equal steps (budget runs on to DDPM's FLOPs and wall-clock), measured
+"""The preset run: every model trained for equal steps (budget runs on to DDPM's FLOPs and wall-clock) and measured
 alike; results.json is written after every run, and a restarted suite skips the runs it finished."""
 
 from __future__ import annotations
@@ -8,134 +8,91 @@ import json
 import math
 import os
 import shutil
-import sys
-import time
 from pathlib import Path
 
 import lightning as L
 import torch
 
 from scale_space_diffusion.data import ImageDataModule
-from scale_space_diffusion.metrics.model_flops import param_counts, training_flops_breakdown
+from scale_space_diffusion.images import save_grid, save_png
 from scale_space_diffusion.io.loading import load_model
+from scale_space_diffusion.metrics import param_counts, training_flops_breakdown
 
-from ..machine import hardware, load
+from ..machine import hardware
 from . import plots, report
 from .presets import RUNS, Preset, recorded_preset
-from .quality import Judge, check_extractor, check_labels, make_judge, reference_rows
-from .runs import build, distilled, fit
-from .scoring import score_checkpoints, score_main, score_pareto, spectrum
+from .runs import LOSS_WINDOW, build, distilled, fit
+from .scoring import Judge, counted_flops, make_judge, reference_rows, sample, sampling, score_checkpoints, \
+    score_pareto, spectrum, timed  # fmt: skip
 
-SPEED_STEPS = 20  # timed steps for a model loaded with --ckpt (its training time is unknown)
+SPEED_STEPS = 20  # timed training steps of a model loaded with --ckpt (its training time is unknown)
+BUDGETS = {"DDPM wall-clock": "DDPM's wall-clock", "DDPM FLOPs": "DDPM's training FLOPs"}  # checkpoint label -> what
 
 
-def _targets(name: str, p: Preset, per_image: float, ddpm: dict | None) -> tuple[dict[int, list[str]], int, float | None]:
-    """(checkpoint steps -> labels, max_steps, DDPM's training seconds to checkpoint at) for run ``name``."""
+def _targets(name: str, p: Preset, gflops: float, ddpm: dict | None) -> tuple[dict[int, list[str]], int, float | None]:
+    """(checkpoint steps -> labels, max_steps, DDPM's training seconds to checkpoint at) of run ``name``."""
     marks = {m: [f"{round(100 * m / p.steps)}% steps"] for m in p.milestones()}
-    if ddpm is None or name == "ddpm" or not ddpm.get("train_seconds"):
+    if ddpm is None or name == "ddpm" or not ddpm["train_seconds"]:
         return marks, p.steps, None
-    budget = name in p.budget_runs
-    cap = math.ceil(p.max_extend * p.steps) if budget else p.steps
-    flops_step = math.ceil(ddpm["train_gflops_total_per_image"] * ddpm["train_steps"] / per_image - 1e-9)
+    cap = math.ceil(p.max_extend * p.steps) if name in p.budget_runs else p.steps
+    flops_step = math.ceil(ddpm["train_gflops_total_per_image"] * ddpm["train_steps"] / gflops - 1e-9)
     if flops_step <= cap:
         marks.setdefault(flops_step, []).append("DDPM FLOPs")
     return marks, cap, ddpm["train_seconds"]
 
 
-def train_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, teacher: str | None,
-              ddpm: dict | None) -> dict:  # fmt: skip
-    """Train run ``name`` with its milestone checkpoints; ``model.ckpt`` is the one at ``steps``."""
-    for stale in ("checkpoints", "samples"):
-        shutil.rmtree(run_dir / stale, ignore_errors=True)
-    L.seed_everything(p.run_seed, verbose=False)  # the same initial weights for nets of the same shape
-    model = build(name, p, teacher)
-    start = time.perf_counter()
-    train = training_flops_breakdown(model)
-    train_flops_s = time.perf_counter() - start
-    per_image = train["total_flops"] / 1e9
-    marks, max_steps, seconds = _targets(name, p, per_image, ddpm)
-    timer, saved = fit(model, data, max_steps, p.warmup_steps, run_dir, p.run_seed, marks, seconds, p.precision)
-    at_steps = next(c for c in saved if c["step"] == p.steps)
-    checkpoint = run_dir / "model.ckpt"
-    checkpoint.unlink(missing_ok=True)
-    os.link(at_steps["path"], checkpoint)
-    trained = saved[-1]["step"]
-    notes = []
-    if name in p.budget_runs and seconds is not None and not any("DDPM wall-clock" in c["labels"] for c in saved):
-        notes.append(f"DDPM's wall-clock ({seconds:.0f} s) not reached within {max_steps} steps")
-    if name in p.budget_runs and ddpm is not None and not any("DDPM FLOPs" in c["labels"] for c in saved):
-        notes.append(f"DDPM's training FLOPs not reached within {max_steps} steps (max_extend {p.max_extend})")
-    return {
-        "model": model, "checkpoint": str(checkpoint), "trained_here": True, "train": train, "saved": saved,
-        "train_seconds": at_steps["train_seconds"], "train_steps": p.steps, "trained_steps": trained,
-        "fit_seconds": timer.fit_seconds, "fit_cpu_seconds": timer.fit_cpu_seconds, "train_images_per_s": timer.images_per_s, "budget_notes": notes,
-        "train_loss_curve": timer.loss_curve(),
-        "load": {"train_start": timer.load_start, "train_end": timer.load_end}, "train_flops_s": train_flops_s,
-    }  # fmt: skip
-
-
-def load_run(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: str) -> dict:
-    model = load_model(ckpt)
-    if model.image_size != p.image_size:
-        raise ValueError(f"--ckpt {name}={ckpt} is a {model.image_size}px model, the preset is {p.image_size}px")
-    steps = torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step")
-    timer, _ = fit(load_model(ckpt).train(), data, p.warmup_steps + SPEED_STEPS, p.warmup_steps, run_dir, p.run_seed,
-                   precision=p.precision)
-    return {"model": model, "checkpoint": str(ckpt), "trained_here": False, "train": training_flops_breakdown(model),
-            "saved": [], "train_steps": steps, "trained_steps": steps, "train_images_per_s": timer.images_per_s,
-            "budget_notes": [], "load": {"train_start": timer.load_start, "train_end": timer.load_end},
-            **dict.fromkeys(("train_seconds", "fit_seconds", "fit_cpu_seconds", "train_flops_s", "train_loss_curve"))}
+def _global_step(checkpoint: str | Path) -> int | None:
+    return torch.load(checkpoint, map_location="cpu", weights_only=True).get("global_step")
 
 
 def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path, ckpt: str | None,
             teacher: str | None, ddpm: dict | None) -> dict:  # fmt: skip
-    """Train (or load) one model, count its FLOPs, sample, score its checkpoints and Pareto points, time it."""
-    run_dir = out / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    t = train_run(name, p, data, run_dir, teacher, ddpm) if ckpt is None else load_run(name, p, data, run_dir, ckpt)
-    model = t["model"].eval()
-    if t["trained_steps"] != t["train_steps"]:  # training went on for the budget: the weights at `steps`
-        model = load_model(t["checkpoint"])
-    train, params, caches = t["train"], param_counts(model), {"ddim": {}, "ancestral": {}}  # per-sampler path FLOPs
-    main, features = score_main(model, name, p, judge, run_dir, caches)
-    per_image = train["total_flops"] / 1e9
-    start, cpu_start = time.perf_counter(), time.process_time()
-    curve = score_checkpoints(t["saved"], name, p, judge, features, per_image, p.batch_size)
-    pareto = score_pareto(model, name, p, judge, features, caches)
-    teacher_info = {}
+    """Train (or load) one model, count its FLOPs, sample, score its checkpoints and Pareto points, time each stage."""
+    run_dir, timings, caches = out / name, {}, {"ddim": {}, "ancestral": {}}  # caches: path FLOPs per sampler
+    for stale in ("checkpoints", "samples"):
+        shutil.rmtree(run_dir / stale, ignore_errors=True)
+    L.seed_everything(p.run_seed, verbose=False)  # the same initial weights for nets of the same shape
+    model = build(name, p, teacher) if ckpt is None else load_model(ckpt)
+    if model.image_size != p.image_size:
+        raise ValueError(f"--ckpt {name}={ckpt} is a {model.image_size}px model, the preset is {p.image_size}px")
+    with timed(timings, "train FLOPs count"):
+        train = training_flops_breakdown(model)
+    gflops = train["total_flops"] / 1e9
+    marks, max_steps, seconds = ({}, p.warmup_steps + SPEED_STEPS, None) if ckpt else _targets(name, p, gflops, ddpm)
+    with timed(timings, "fit"):  # a loaded model: the speed of a copy
+        m = fit(load_model(ckpt).train() if ckpt else model, data, max_steps, p, run_dir / "checkpoints", marks, seconds)
+    at = next((c for c in m.saved if c["step"] == p.steps), None)  # None for a loaded model
+    checkpoint = Path(ckpt) if at is None else run_dir / "model.ckpt"
+    if at is not None:
+        checkpoint.unlink(missing_ok=True)
+        os.link(at["path"], checkpoint)
+        model = model if len(m.losses) == p.steps else load_model(checkpoint)  # trained on for the budget
+    record = {"run": name, "checkpoint": str(checkpoint), "trained_here": ckpt is None, **param_counts(model),
+              "train_steps": _global_step(checkpoint), "trained_steps": len(m.losses) if at else _global_step(ckpt),
+              "train_seconds": at and at["train_seconds"], "train_loss_curve": at and m.loss_curve(),
+              "train_loss_window": LOSS_WINDOW, "train_images_per_s": m.images_per_s(p.warmup_steps),
+              "train_gflops_per_image": train["flops"] / 1e9, "teacher_gflops": train["teacher_flops"] / 1e9,
+              "train_gflops_total_per_image": gflops, "steps_in_ddpm_time": None,
+              "budget_notes": [f"{what} not reached within {max_steps} steps" for label, what in BUDGETS.items()
+                               if name in p.budget_runs and seconds and all(label not in c["labels"] for c in m.saved)]}
     if distilled(name) and teacher is not None:
-        teacher_info = {"teacher_checkpoint": str(teacher), "teacher_sha1": hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:12],
-                        "teacher_steps": torch.load(teacher, map_location="cpu", weights_only=True).get("global_step")}  # fmt: skip
-    return {
-        "run": name, "description": RUNS[name], "model": type(model).__name__, "network": type(model.net).__name__,
-        "checkpoint": t["checkpoint"], "trained_here": t["trained_here"], **teacher_info, **params,
-        "train_gflops_per_image": train["flops"] / 1e9, "teacher_gflops": train["teacher_flops"] / 1e9,
-        "train_gflops_total_per_image": per_image,
-        "train_gflops_total": per_image * p.batch_size * t["train_steps"] if t["train_steps"] else None,
-        "train_gflops_by_path": {k: {"share": v["share"], "gflops": v["flops"] / 1e9} for k, v in train["paths"].items()},
-        "train_images_per_s": t["train_images_per_s"], "train_seconds": t["train_seconds"],
-        "train_steps": t["train_steps"], "trained_steps": t["trained_steps"], "fit_seconds": t["fit_seconds"],
-        "batch_size": p.batch_size, "steps_in_ddpm_time": None, "budget_notes": t["budget_notes"],
-        "train_loss_curve": t["train_loss_curve"], "train_loss_window": 50,
-        **main, "load": {**t["load"], **main["load"]},
-        "timings": {**main["timings"], "train_flops_s": t["train_flops_s"], "fit_s": t["fit_seconds"],
-                    "fit_cpu_s": t["fit_cpu_seconds"], "curves_s": time.perf_counter() - start,
-                    "curves_cpu_s": time.process_time() - cpu_start},
-        "checkpoints": curve, "pareto": pareto,
-        "feature_extractor": judge.label, "extractor": judge.extractor, "classifier_accuracy": judge.classifier_accuracy,
-        "low_sample": p.low_sample, "image_format": "PNG", "sampler_name": p.sampler,
-        "sampler": (f"DDIM (eta = 0), respaced to {p.sample_steps} steps" if p.sampler == "ddim" else
-                    f"ancestral (exact posterior), respaced to {p.sample_steps} steps") + " (SSD keeps every transition)",
-        "ema": model.optim.ema_decay is not None, "ema_decay": model.optim.ema_decay, "seed": p.run_seed,
-    }  # fmt: skip
-
-
-def equal_wall_clock(records: list[dict]) -> None:
-    """steps_in_ddpm_time = steps * ddpm_seconds / run_seconds: the steps each run reaches in DDPM's wall-clock."""
-    ddpm = next((r for r in records if r["run"] == "ddpm" and r["train_seconds"]), None)
-    for r in records:
-        if ddpm is not None and r["train_seconds"]:
-            r["steps_in_ddpm_time"] = round(r["train_steps"] * ddpm["train_seconds"] / r["train_seconds"])
+        record.update(teacher_checkpoint=str(teacher), teacher_steps=_global_step(teacher),
+                      teacher_sha1=hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:12])  # fmt: skip
+    with timed(timings, "sampling FLOPs count"):
+        flops = counted_flops(model, s := sampling(p, p.sampler, p.sample_steps), trace=True, cache=caches[p.sampler])
+    images, timings["sample"] = sample(model, s, p.num_samples, p)
+    (run_dir / "samples").mkdir(parents=True)
+    for i, image in enumerate(images):
+        save_png(image, run_dir / "samples" / f"{i:06d}.png")
+    save_grid(images[:64], run_dir / "grid.png", nrow=8, upscale=max(1, min(4, 128 // p.image_size)))
+    with timed(timings, "score"):
+        record.update(judge.score(images, f"{name}: features"))
+    with timed(timings, "curves"):
+        curve, pareto = score_checkpoints(m.saved, p, judge, images, gflops), score_pareto(model, p, judge, images, caches)
+    return {**record, "sample_gflops_per_image": flops["gflops"], "sample_gflops_traced": flops["flops_traced"] / 1e9,
+            "steps": flops["num_steps"], "sample_images_per_s": p.num_samples / timings["sample"]["s"],
+            "samples_dir": str(run_dir / "samples"), "radial_power": spectrum(images), "checkpoints": curve,
+            "pareto": pareto, "timings": timings, "feature_extractor": judge.label, "low_sample": p.low_sample}
 
 
 def _finished(record: dict | None) -> bool:
@@ -164,62 +121,48 @@ def selected_runs(p: Preset, only: list[str] | None, ckpts: dict[str, str]) -> l
     return [n for n in RUNS if n in chosen]
 
 
-def run_preset(p: Preset, out: Path, only: list[str] | None = None, ckpts: dict[str, str] | None = None,
-               extractor: str = "classifier", inception_weights: str | None = None,
-               cache_dir: Path = Path(__file__).parents[1] / "cache", idx_dir: str | None = None,
-               data_cache_dir: str | None = None, fresh: bool = False, command: str | None = None) -> dict:  # fmt: skip
-    """Run ``only`` (default: the preset's runs) of preset ``p``; write results.json, results.md and plots to ``out``."""
-    suite_start, suite_cpu = time.perf_counter(), time.process_time()
-    ckpts = dict(ckpts or {})
+def run_preset(p: Preset, out: Path, only: list[str] | None, ckpts: dict[str, str], extractor: str,
+               inception_weights: str | None, cache_dir: Path, data_location: dict[str, str], fresh: bool,
+               command: str) -> dict:  # fmt: skip
+    """Run ``only`` (default: the preset's runs) of preset ``p``; write results.json, results.md and plots to ``out``.
+    ``data_location``: ImageDataModule's ``idx_dir`` and ``cache_dir`` where given."""
     names = selected_runs(p, only, ckpts)
     if any(distilled(n) and n not in ckpts for n in names) and "ddpm" not in names and "ddpm" not in ckpts:
         raise SystemExit("error: the distilled students learn from the ddpm run: include ddpm, or pass --ckpt ddpm=PATH")
-    check_extractor(extractor, inception_weights)  # a missing Inception file fails before any training
-    out.mkdir(parents=True, exist_ok=True)
-    data_kwargs = {k: v for k, v in dict(idx_dir=idx_dir, cache_dir=data_cache_dir).items() if v is not None}
     data = ImageDataModule(p.dataset, image_size=p.image_size, channels=p.channels, batch_size=p.batch_size,
-                           max_samples=p.max_data, seed=p.seed, **data_kwargs)  # fmt: skip
+                           max_samples=p.max_data, seed=p.seed, **data_location)  # fmt: skip
     data.prepare_data()
     data.setup()
-    check_labels(data, extractor)  # before any training
     results = _previous(out, p, extractor, fresh) or {"preset": p.as_dict(), "extractor": extractor, "runs": []}
-    results.update(command=command or " ".join(["python", "-m", "benchmarks", *sys.argv[1:]]),
-                   hardware={**hardware(), "lightning": L.__version__})
-    start, cpu_start = time.perf_counter(), time.process_time()
-    judge = make_judge(data, extractor, Path(cache_dir), p.classifier_epochs, p.seed, p.resamples, inception_weights)
-    results.update(feature_extractor=judge.label, classifier_accuracy=judge.classifier_accuracy,
-                   num_reference=judge.reference.num, judge_seconds=time.perf_counter() - start,
-                   judge_cpu_seconds=time.process_time() - cpu_start)  # fmt: skip
-    if "reference" not in results:
-        start = time.perf_counter()
-        sizes = [p.num_samples, min(p.curve_samples, p.num_samples)]
-        results["reference"] = reference_rows(data, judge, sizes, p.seed)
-        results["real_radial_power"] = spectrum(data.reference_images("test"))
-        results["reference_seconds"] = time.perf_counter() - start
-    by_run = {r["run"]: r for r in results["runs"]}
-    teacher = ckpts.get("ddpm") or (by_run["ddpm"]["checkpoint"] if "ddpm" in by_run else None)
-    for i, name in enumerate(names):
-        prefix = f"[{i + 1}/{len(names)}] {name}"
-        if name not in ckpts and _finished(by_run.get(name)):
-            r = by_run[name]
-            print(f"{prefix}: finished before (results.json, {r['checkpoint']} and {r['num_samples']} samples), skipped",
-                  flush=True)  # fmt: skip
-            continue
-        print(f"{prefix}: {RUNS[name]}", flush=True)
-        ddpm = by_run.get("ddpm") if "ddpm" not in ckpts else None
-        record = run_one(name, p, data, judge, out, ckpts.get(name), teacher, ddpm)
-        record.update(preset=p.name, hardware=results["hardware"])
-        by_run[name] = record
-        if name == "ddpm":
-            teacher = ckpts.get("ddpm") or record["checkpoint"]
-        results["runs"] = [by_run[n] for n in RUNS if n in by_run]
-        (out / "results.json").write_text(json.dumps(results, indent=1))  # finished runs survive a crash
-    equal_wall_clock(results["runs"])
-    results["plots"] = plots.all_plots(results, out)
-    results.update(total_seconds=time.perf_counter() - suite_start, total_cpu_seconds=time.process_time() - suite_cpu,
-                   load_end=load())  # this invocation (a restarted suite: the part it ran)
+    results.update(command=command, hardware={**hardware(), "lightning": L.__version__})
+    timings, by_run = results.setdefault("timings", {}), {r["run"]: r for r in results["runs"]}
+    out.mkdir(parents=True, exist_ok=True)
+    with timed(timings, "this invocation"):
+        with timed(timings, "classifier and reference features"):
+            judge = make_judge(data, extractor, cache_dir, p.classifier_epochs, p.seed, p.resamples, inception_weights)
+        results.update(feature_extractor=judge.label, classifier_accuracy=judge.classifier_accuracy,
+                       num_reference=judge.reference.num)  # fmt: skip
+        if "reference" not in results:
+            with timed(timings, "reference rows"):
+                sizes = [p.num_samples, min(p.curve_samples, p.num_samples)]
+                results.update(reference=reference_rows(data, judge, sizes, p.seed),
+                               real_radial_power=spectrum(data.reference_images("test")))  # fmt: skip
+        teacher = ckpts.get("ddpm") or by_run.get("ddpm", {}).get("checkpoint")
+        for i, name in enumerate(names):
+            if name not in ckpts and _finished(by_run.get(name)):
+                print(f"[{i + 1}/{len(names)}] {name}: finished before ({by_run[name]['checkpoint']}), skipped")
+                continue
+            print(f"[{i + 1}/{len(names)}] {name}: {RUNS[name]}", flush=True)
+            ddpm = None if "ddpm" in ckpts else by_run.get("ddpm")
+            by_run[name] = run_one(name, p, data, judge, out, ckpts.get(name), teacher, ddpm)
+            teacher = by_run[name]["checkpoint"] if name == "ddpm" else teacher
+            results["runs"] = [by_run[n] for n in RUNS if n in by_run]
+            (out / "results.json").write_text(json.dumps(results, indent=1))  # finished runs survive a crash
+        ddpm_s = by_run.get("ddpm", {}).get("train_seconds")
+        for r in results["runs"]:  # the steps each run reaches in DDPM's wall-clock
+            r["steps_in_ddpm_time"] = round(r["train_steps"] * ddpm_s / r["train_seconds"]) if ddpm_s and r["train_seconds"] else None
+        results["plots"] = plots.all_plots(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(report.markdown(results))
     print(f"Wrote {out / 'results.json'}, {out / 'results.md'} and {len(results['plots'])} plots")
     return results
-
