@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import timeit
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -74,17 +75,13 @@ def train_row(name: str, precision: str, batch: int, plan: Plan, torch_compile: 
     loader = torch.utils.data.DataLoader(data, batch, num_workers=2 if cuda else 0, pin_memory=cuda, drop_last=True)
 
     class Clock(L.Callback):
-        def on_train_batch_start(self, trainer, *_) -> None:
-            if trainer.global_step == plan.warmup:
-                sync(plan.device)
-                marks["start"] = time.perf_counter()
-
         def on_train_batch_end(self, trainer, *_) -> None:
-            if trainer.global_step in (1, stop):
+            step = trainer.global_step
+            if step in (1, plan.warmup, stop):  # the first step's end, then the timed steps' start and end
                 sync(plan.device)
-                marks[trainer.global_step] = time.perf_counter()
-            if cuda and trainer.global_step in (stop, stop + plan.sync_steps):  # 1: warn on every sync, 0: off
-                torch.cuda.set_sync_debug_mode(int(trainer.global_step == stop))
+                marks[step] = time.perf_counter()
+            if cuda and step in (stop, stop + plan.sync_steps):  # 1: warn on every sync, 0: off
+                torch.cuda.set_sync_debug_mode(int(step == stop))
 
     trainer = L.Trainer(accelerator=plan.device, devices=1, precision=precision, max_steps=stop + plan.sync_steps,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -95,7 +92,7 @@ def train_row(name: str, precision: str, batch: int, plan: Plan, torch_compile: 
         warnings.simplefilter("always")
         fit_start = time.perf_counter()
         trainer.fit(model, train_dataloaders=loader)
-    seconds = marks[stop] - marks["start"]
+    seconds = marks[stop] - marks[plan.warmup]
     sites = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message).lower())
     if name not in flops and not torch_compile:
         flops[name] = training_flops_breakdown(model)["total_flops"]
@@ -127,14 +124,10 @@ def sample_row(name: str, autocast: bool, plan: Plan) -> dict:
 
 def bf16_peak(plan: Plan, reps: int = 10) -> float:
     """FLOP/s of the fastest of ``reps`` bf16 (n, n) matmuls on the device, after a warm-up."""
-    a, seconds = torch.randn(plan.matmul, plan.matmul, device=plan.device, dtype=torch.bfloat16), []
-    for _ in range(reps + 1):
-        sync(plan.device)
-        start = time.perf_counter()
-        a @ a
-        sync(plan.device)
-        seconds.append(time.perf_counter() - start)
-    return 2 * plan.matmul**3 / min(seconds[1:])
+    a = torch.randn(plan.matmul, plan.matmul, device=plan.device, dtype=torch.bfloat16)
+    sync(plan.device)
+    seconds = timeit.repeat(lambda: (a @ a, sync(plan.device)), number=1, repeat=reps + 1)[1:]
+    return 2 * plan.matmul**3 / min(seconds)
 
 
 def rows(plan: Plan, budget_s: float) -> tuple[list[dict], list[dict], list[str]]:
