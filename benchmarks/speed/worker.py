@@ -62,7 +62,7 @@ class Case:
     """A seeded model with fixed inputs for every (job, path) it is timed on; a path is 'r(t)->r(s)'."""
 
     def __init__(self, spec: dict, options: list[str]):
-        from scale_space_diffusion.diffusion.sampler import respaced_steps
+        from scale_space_diffusion.diffusion.sampler import jumps, respaced_steps
 
         self.spec, self.options, self.inputs = spec, set(options), {}
         torch.manual_seed(0)
@@ -73,33 +73,30 @@ class Case:
             self.model.net.compile()
         self.opt, self.process = self.model.configure_optimizers(), self.model.process
         self.C = self.model.net.in_channels
-        kept, res = respaced_steps(self.process, spec["sample_steps"]), self.process.ladder.res
-        self.res, self.jumps, self.paths = res, list(zip(kept, kept[1:] + [-1])), {}
+        self.kept, res = respaced_steps(self.process, spec["sample_steps"]), self.process.ladder.res
+        self.res, self.jumps, self.paths = res, jumps(self.kept), {}
         for job, pairs in (("train", [(t, t - 1) for t in range(self.process.T)]), ("sample", self.jumps)):
             for t, s in pairs:  # (job, path) -> its (t, s): every t of training, every jump of the sampler
                 self.paths.setdefault((job, f"{res(t)}->{res(s)}"), []).append((t, s))
-        for (job, path), pairs in self.paths.items():  # train: (x0, t, noise); sample: the first jump's (x_t, t, s, z)
+        for (job, path), pairs in self.paths.items():  # train: (x0, t, noise); sample: the first jump's (x_t, t, s)
             (t, s), train = pairs[0], job == "train"
             g, n = torch.Generator().manual_seed(1 if train else 2), spec["batch" if train else "sample_batch"]
             if train:  # t drawn from the path's steps
                 ts = torch.tensor([u for u, _ in pairs])[torch.randint(len(pairs), (n,), generator=g)]
                 self.inputs[(job, path)] = self.randn(g, n, res(-1)).clamp(-1, 1), ts, self.randn(g, n, res(t))
             else:
-                self.inputs[(job, path)] = self.randn(g, n, res(t)), t, s, self.randn(g, n, res(s))
-
-    def fmt(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if "channels_last" in self.options else x
+                self.inputs[(job, path)] = self.randn(g, n, res(t)), t, s
 
     def randn(self, g: torch.Generator, batch: int, r: int) -> torch.Tensor:
-        return self.fmt(torch.randn(batch, self.C, r, r, generator=g))
+        x = torch.randn(batch, self.C, r, r, generator=g)
+        return x.contiguous(memory_format=torch.channels_last) if "channels_last" in self.options else x
 
     def autocast(self) -> torch.autocast:
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in self.options)
 
-    def denoise(self, x_t, t: int, s: int) -> torch.Tensor:
-        """x0_hat at r(s) as the sampler gets it: the model's Denoiser (after 050a661) or its ``denoise`` method."""
-        m, t_batch = self.model, torch.full((len(x_t),), t, dtype=torch.long)
-        return (m.denoiser() if hasattr(m, "denoiser") else m.denoise)(x_t, t_batch, self.res(s), None)
+    def denoiser(self):
+        """(x_t, t, out_res, labels) -> x0_hat: the model's Denoiser, or (050a661) its ``denoise`` method."""
+        return self.model.denoiser() if hasattr(self.model, "denoiser") else self.model.denoise
 
     def train_step(self, path: str) -> None:
         x0, t, noise = self.inputs[("train", path)]
@@ -112,28 +109,24 @@ class Case:
         loss.backward()
         self.opt.step()
 
-    @torch.no_grad()
-    def reverse_step(self, x, t: int, s: int, z) -> torch.Tensor:
-        """One ancestral step as both trees' samplers take it: denoise, clip, exact posterior mean and noise."""
-        with self.autocast():
-            x0_hat = self.denoise(x, t, s)
-        mean = self.process.posterior_mean(x, x0_hat.float().clamp(-1, 1), t, s)
-        return mean if s < 0 else mean + self.process.posterior_noise(z, t, s)
-
     def time(self, job: str, path: str | None, iters: int) -> dict:
-        """{"wall": seconds of each of ``iters`` runs}; job "ladder" runs the whole respaced ladder (z = 0)."""
+        """{"wall": seconds of each of ``iters`` runs}: a training step, one ancestral step of the package's sampler
+        (``reverse_step``), or (job "ladder") its whole respaced ladder (``sample``)."""
+        from scale_space_diffusion.diffusion.sampler import reverse_step, sample
+
         self.model.train(job == "train")
+        x = self.randn(torch.Generator().manual_seed(3), self.spec["sample_batch"], self.res(self.kept[0]))
         walls = []
         for _ in range(iters):
             start = time.perf_counter()
             if job == "train":
                 self.train_step(path)
-            elif job == "sample":
-                self.reverse_step(*self.inputs[(job, path)])
             else:
-                x = self.randn(torch.Generator().manual_seed(3), self.spec["sample_batch"], self.res(self.jumps[0][0]))
-                for t, s in self.jumps:
-                    x = self.reverse_step(self.fmt(x), t, s, torch.zeros(len(x), self.C, self.res(s), self.res(s)))
+                with torch.no_grad(), self.autocast():
+                    if job == "sample":
+                        reverse_step(self.denoiser(), self.process, *self.inputs[(job, path)])
+                    else:
+                        sample(self.denoiser(), self.process, x, steps=self.kept, disable=True)
             walls.append(time.perf_counter() - start)
         return {"wall": walls}
 
@@ -154,9 +147,10 @@ class Case:
         for (job, path), pairs in self.paths.items():
             out[f"{job}_paths"][path] = len(pairs) / self.process.T if job == "train" else len(pairs)
             if job == "sample":
-                x, t, s, _ = self.inputs[(job, path)]
+                x, t, s = self.inputs[(job, path)]
                 with torch.no_grad(), self.autocast():
-                    out["outputs"][path] = self.denoise(x[:2], t, s).float().flatten().tolist()
+                    x0_hat = self.denoiser()(x[:2], torch.full((2,), t), self.res(s), None)
+                out["outputs"][path] = x0_hat.float().flatten().tolist()
         return out
 
 
