@@ -73,9 +73,9 @@ class Case:
             self.model.net.compile()
         self.opt, self.process = self.model.configure_optimizers(), self.model.process
         self.C = self.model.net.in_channels
-        self.kept, res = respaced_steps(self.process, spec["sample_steps"]), self.process.ladder.res
-        self.res, self.jumps, self.paths = res, jumps(self.kept), {}
-        for job, pairs in (("train", [(t, t - 1) for t in range(self.process.T)]), ("sample", self.jumps)):
+        self.kept, self.paths = respaced_steps(self.process, spec["sample_steps"]), {}
+        self.res = res = self.process.ladder.res
+        for job, pairs in (("train", [(t, t - 1) for t in range(self.process.T)]), ("sample", jumps(self.kept))):
             for t, s in pairs:  # (job, path) -> its (t, s): every t of training, every jump of the sampler
                 self.paths.setdefault((job, f"{res(t)}->{res(s)}"), []).append((t, s))
         for (job, path), pairs in self.paths.items():  # train: (x0, t, noise); sample: the first jump's (x_t, t, s)
