@@ -88,15 +88,21 @@ def markdown(args, command: str, a: dict, b: dict, flops: dict, peak: dict, emul
     prof_a, prof_b = (sum(v for k, v in d.items() if k != "step") for d in (a, b))
     mat_a, mat_b = sum(a[k] for k in MATRIX), sum(b[k] for k in MATRIX)
     k, rest, best = mat_a / mat_b, prof_a - mat_a, {d: max(peak[d].values()) for d in peak}
+    times = [[c, f"{a[c]:.1f}", f"{a[c] / prof_a:.0%}", f"{b[c]:.1f}", f"{b[c] / prof_b:.0%}",
+              f"{a[c] / b[c]:.2f}x" if b[c] > 0 else "n/a"] for c, _ in CATEGORIES]  # fmt: skip
+    times.append(["**step (wall-clock)**", f"{a['step']:.1f}", "", f"{b['step']:.1f}", "",
+                  f"**{a['step'] / b['step']:.2f}x**"])  # fmt: skip
+    speed = []
+    for c in MATRIX:
+        ga, gb = (flops[c] / d[c] / 1e6 if d[c] else 0.0 for d in (a, b))  # FLOPs / ms -> GFLOP/s
+        speed.append([c, f"{flops[c] / 1e9:.1f}", f"{ga:.0f}", f"{ga / best['fp32']:.0%}", f"{gb:.0f}",
+                      f"{gb / best['bf16']:.0%}"])  # fmt: skip
+    speed += [[f"ceiling: {c}", "", f"{peak['fp32'][c]:.0f}", "", f"{peak['bf16'][c]:.0f}", ""] for c in peak["fp32"]]
     lines = [f"# Training step profile: {args.config} config, {args.model}, path {args.path}, fp32 (A) vs bf16 "
              f"autocast (B)\n", f"Command: `{command}`  ", f"Machine: {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, oneDNN bf16 support: "
              f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}.\n"]  # fmt: skip
-    lines += table(["category", "A ms/step", "A share", "B ms/step", "B share", "A/B"],
-                   [[c, f"{a[c]:.1f}", f"{a[c] / prof_a:.0%}", f"{b[c]:.1f}", f"{b[c] / prof_b:.0%}",
-                     f"{a[c] / b[c]:.2f}x" if b[c] > 0 else "n/a"] for c, _ in CATEGORIES]
-                   + [["**step (wall-clock)**", f"{a['step']:.1f}", "", f"{b['step']:.1f}", "",
-                       f"**{a['step'] / b['step']:.2f}x**"]])  # fmt: skip
+    lines += table(["category", "A ms/step", "A share", "B ms/step", "B share", "A/B"], times)
     lines.append(f"\nMatrix work (convolution, attention, matmul) is {mat_a / prof_a:.0%} of the fp32 step and runs "
                  f"{k:.2f}x faster under bf16. Amdahl: with everything else at its fp32 time, bf16 gives at most "
                  f"{prof_a / (rest + mat_a / k):.2f}x; with infinitely fast matrix work, {prof_a / rest:.2f}x."
@@ -107,12 +113,8 @@ def markdown(args, command: str, a: dict, b: dict, flops: dict, peak: dict, emul
                  f"3x3 convolution (bf16/fp32: {best['bf16'] / best['fp32']:.2f}x)." + (" This CPU has no bf16 "
                  f"instructions: oneDNN emulates bf16, measured at {EMULATED['n']}x{EMULATED['n']} and batch "
                  f"{EMULATED['batch']}." if emulated else "") + "\n")  # fmt: skip
-    g = {k: [flops[k] / d[k] / 1e6 if d[k] else 0.0 for d in (a, b)] for k in MATRIX}  # FLOPs / ms -> GFLOP/s
     lines += table(["category", "GFLOP/step", "A GFLOP/s", "A % of fp32 ceiling", "B GFLOP/s", "B % of bf16 ceiling"],
-                   [[k, f"{flops[k] / 1e9:.1f}", f"{ga:.0f}", f"{ga / best['fp32']:.0%}", f"{gb:.0f}",
-                     f"{gb / best['bf16']:.0%}"] for k, (ga, gb) in g.items()]
-                   + [[f"ceiling: {k}", "", f"{peak['fp32'][k]:.0f}", "", f"{peak['bf16'][k]:.0f}", ""]
-                      for k in peak["fp32"]])  # fmt: skip
+                   speed)
     return "\n".join(lines) + "\n"
 
 
