@@ -120,6 +120,25 @@ def test_readme_table_is_generated_from_results(smoke, tmp_path):
     assert readme.read_text() == text
 
 
+def test_committed_results_stay_readable_by_readme_and_compare(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from benchmarks.suite import RESULTS
+
+    root = Path(__file__).parents[1]
+    monkeypatch.chdir(root)
+    doc = tmp_path / "benchmarks.md"
+    shutil.copy(root / "docs" / "benchmarks.md", doc)
+    main(["readme", "--results", "benchmarks/suite/results/standard/results.md", "--readme", str(doc)])
+    assert doc.read_text() == (root / "docs" / "benchmarks.md").read_text()  # the docs' table is the generated one
+    main(["compare", str(RESULTS / "quick_fp32_ab" / "results.json"), str(RESULTS / "quick_bf16" / "results.json"),
+          "--out", str(tmp_path)])  # fmt: skip
+    rows = [[line for line in md.splitlines() if line.startswith("| `")]
+            for md in ((tmp_path / "compare.md").read_text(), (RESULTS / "compare_fp32_vs_bf16" / "compare.md").read_text())]
+    assert rows[0] == rows[1] and len(rows[0]) == 2  # the committed comparison, row for row
+    assert (tmp_path / "compare_loss.png").stat().st_size > 1000
+
+
 def test_bf16_mixed_trains_and_samples_under_autocast(smoke, tmp_path):
     import torch
 
@@ -160,14 +179,14 @@ def test_sample_images_runs_under_the_precision_asked_for():
 
     from benchmarks.suite.presets import PRESETS
     from benchmarks.suite.runs import build
-    from benchmarks.suite.scoring import sample, sampling
+    from benchmarks.suite.scoring import sample
 
     torch.manual_seed(0)
     p = PRESETS["smoke"]
     model, dtypes = build("ddpm", p, None), []
     model.net.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
     for precision in ("32-true", "bf16-mixed"):
-        images, timing = sample(model, sampling(p, "ddim", 3), 2, replace(p, precision=precision))
+        images, timing = sample(model, replace(p, precision=precision), "ddim", 3, 2)
         assert images.dtype == torch.uint8 and images.shape == (2, 1, 16, 16) and timing["s"] > 0
     steps = len(dtypes) // 2
     assert set(dtypes[:steps]) == {torch.float32} and set(dtypes[steps:]) == {torch.bfloat16}

@@ -51,26 +51,23 @@ def add_subcommands(sub) -> None:
     c = sub.add_parser("compare", help="two results.json side by side: FID intervals, speed ratios, training loss")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
-    c.add_argument("--out", type=Path, dest="sub_out", help="where compare.md and compare_loss.png go (default: B's folder)")
+    c.add_argument("--out", type=Path, dest="sub_out", help="for compare.md and compare_loss.png (default: B's folder)")
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
-    if args.command in ("readme", "compare"):
-        from .report import compare, update_readme
+    from . import report, scoring, suite
 
-        if args.command == "readme":
-            return print(update_readme(args.results, args.readme))
-        return print(compare(args.a, args.b, args.sub_out or args.b.parent).read_text())
     data = {k: v for k, v in dict(idx_dir=args.idx_dir, cache_dir=args.data_cache_dir).items() if v is not None}
+    if args.command == "readme":
+        return print(report.update_readme(args.results, args.readme))
+    if args.command == "compare":
+        return print(report.compare(args.a, args.b, args.sub_out or args.b.parent).read_text())
     if args.command == "demo":
-        from .scoring import run_demo
-
-        return run_demo(args.samples, args.cache_dir, args.json, data)
-    from .suite import run_preset
-
+        return scoring.run_demo(args.samples, args.cache_dir, args.json, data)
     overrides = dict(dataset=args.dataset, image_size=args.image_size, channels=args.channels,
                      precision=args.precision, train_seed=args.train_seed)  # fmt: skip
     preset = replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
-    run_preset(preset, args.out or RESULTS / preset.name, args.only, dict(args.ckpt),
-               args.extractor or ("inception" if args.inception_weights else "classifier"), args.inception_weights,
-               args.cache_dir, data, args.fresh, " ".join(["python -m benchmarks", *argv]))  # fmt: skip
+    suite.run_preset(preset, args.out or RESULTS / preset.name, args.only, dict(args.ckpt),
+                     args.extractor or ("inception" if args.inception_weights else "classifier"),
+                     args.inception_weights, args.cache_dir, data, args.fresh,
+                     " ".join(["python -m benchmarks", *argv]))  # fmt: skip

@@ -19,7 +19,8 @@ from .presets import SD_ABLATION
 
 def _fid(ax, points: list[dict], x: list[float], label: str, color: str, marker: str = "o", ls: str = "-") -> None:
     err = np.array([[q["fid"] - q["fid_ci95"][0], q["fid_ci95"][1] - q["fid"]] for q in points]).T
-    ax.errorbar(x, [q["fid"] for q in points], yerr=err, color=color, marker=marker, ls=ls, ms=4, capsize=2, label=label)
+    ax.errorbar(x, [q["fid"] for q in points], yerr=err, color=color, marker=marker, ls=ls, ms=4, capsize=2,
+                label=label)
 
 
 def _finish(ax, results: dict, n: int, xlabel: str) -> None:
@@ -41,12 +42,13 @@ def pareto(results: dict, path: Path) -> Path:
     n = results["runs"][0]["pareto"][0]["num_samples"]
     for i, r in enumerate(results["runs"]):
         for sampler, marker, ls in (("ddim", "o", "-"), ("ancestral", "s", "--")):
-            pts = sorted((q for q in r["pareto"] if q["sampler"] == sampler), key=lambda q: q["sample_gflops_per_image"])
-            x = [q["sample_gflops_per_image"] for q in pts]
+            pts = sorted([q for q in r["pareto"] if q["sampler"] == sampler], key=lambda q: q["steps"])
+            x, label = [q["sample_gflops_per_image"] for q in pts], "DDIM eta=0" if sampler == "ddim" else "ancestral"
             if pts:
-                _fid(ax, pts, x, f"{r['run']} ({'DDIM eta=0' if sampler == 'ddim' else 'ancestral'})", f"C{i}", marker, ls)
+                _fid(ax, pts, x, f"{r['run']} ({label})", f"C{i}", marker, ls)
             for q, xv in zip(pts, x):
-                ax.annotate(str(q["requested_steps"]), (xv, q["fid"]), textcoords="offset points", xytext=(3, 3), fontsize=6)
+                ax.annotate(str(q["requested_steps"]), (xv, q["fid"]), textcoords="offset points", xytext=(3, 3),
+                            fontsize=6)  # fmt: skip
     ax.set_title(f"Quality vs sampling cost, N = {n} per point")
     _finish(ax, results, n, "sampling GFLOPs per image (whole trajectory; labels: sampler steps)")
     return save(fig, path)
@@ -55,7 +57,8 @@ def pareto(results: dict, path: Path) -> Path:
 def training_curves(results: dict, path: Path) -> Path:
     """FID of the checkpoints against cumulative training GFLOPs and against training seconds."""
     runs = [r for r in results["runs"] if r["checkpoints"]]
-    n, ddpm = runs[0]["checkpoints"][0]["num_samples"] if runs else 0, next((r for r in runs if r["run"] == "ddpm"), None)
+    n = runs[0]["checkpoints"][0]["num_samples"] if runs else 0
+    ddpm = next((r for r in runs if r["run"] == "ddpm"), None)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, key, xlabel in ((axes[0], "train_gflops_total", "training GFLOPs (student + teacher forward)"),
                             (axes[1], "train_seconds", "training seconds (this machine, saves excluded)")):  # fmt: skip
@@ -63,7 +66,8 @@ def training_curves(results: dict, path: Path) -> Path:
             pts = sorted(r["checkpoints"], key=lambda q: q["step"])
             _fid(ax, pts, [q[key] for q in pts], r["run"], f"C{i}")
         if ddpm is not None:
-            ax.axvline(next(q[key] for q in ddpm["checkpoints"] if q["step"] == ddpm["train_steps"]), color="k", ls="--")
+            at = next(q[key] for q in ddpm["checkpoints"] if q["step"] == ddpm["train_steps"])
+            ax.axvline(at, color="k", ls="--", lw=0.8)
         ax.set_title(f"FID during training, N = {n} per checkpoint (dashed: DDPM's budget)", fontsize=9)
         _finish(ax, results, n, xlabel)
     return save(fig, path)
@@ -88,11 +92,12 @@ def ladder(path: Path, image_size: int, T: int, num_levels: int = 3) -> Path:
     """r(t) over t for the convex-0.5 and equal ladders."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for schedule, label in (("convex", "convex (gamma 0.5)"), ("equal", "equal")):
-        ax.step(np.arange(T), ResolutionLadder(image_size, num_levels, T, schedule, 0.5).t2res, where="post", label=label)
+        resolutions = ResolutionLadder(image_size, num_levels, T, schedule, 0.5).t2res
+        ax.step(np.arange(T), resolutions, where="post", label=label)
     ax.set_yscale("log", base=2)
     ax.set_yticks(ResolutionLadder(image_size, num_levels, T).resolutions)
     ax.get_yaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set(xlabel="timestep t", ylabel="resolution r(t) [px]", title=f"SSD resolution ladder, {num_levels} levels, T = {T}")
+    ax.set(xlabel="timestep t", ylabel="resolution r(t) [px]", title=f"SSD ladder, {num_levels} levels, T = {T}")
     ax.legend()
     ax.grid(alpha=0.3)
     return save(fig, path)
@@ -110,7 +115,8 @@ def sd_ablation_spectrum(results: dict, path: Path) -> Path | None:
     for i, (variant, r) in enumerate(shown):
         power, ls = np.array(r["radial_power"]), "--" if variant.startswith("teacher") else "-"
         a.plot(f, power, ls, color=f"C{i}", label=f"{variant}: {r['run']}")
-        b.plot(f, power / np.maximum(real, np.finfo(float).tiny), ls, color=f"C{i}", label=f"{variant}, FID {r['fid']:.3g}")
+        ratio = power / np.maximum(real, np.finfo(float).tiny)
+        b.plot(f, ratio, ls, color=f"C{i}", label=f"{variant}, FID {r['fid']:.3g}")
     b.axhline(1, color="k", lw=1)
     for ax, ylabel, title in ((a, "power |FFT2|^2 (radial mean)", "Frequency bias: radial power spectrum"),
                               (b, "samples / real", "ratio to real (below 1: missing power)")):  # fmt: skip
@@ -135,7 +141,8 @@ def loss_curves(shared: list[tuple[dict, dict]], la: str, lb: str, path: Path) -
     for i, (ra, rb) in enumerate(shared):
         for r, ls, label in ((ra, "-", la), (rb, "--", lb)):
             w, curve = r["train_loss_window"], r["train_loss_curve"]
-            ax.plot([w * (k + 0.5) for k in range(len(curve))], curve, color=f"C{i}", ls=ls, label=f"{r['run']}: {label}")
+            x = [w * (k + 0.5) for k in range(len(curve))]
+            ax.plot(x, curve, color=f"C{i}", ls=ls, label=f"{r['run']}: {label}")
     ax.set(yscale="log", xlabel="optimisation step", ylabel="training loss (window mean)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -32,7 +32,7 @@ class Preset:
     image_size: int = 32  # Fashion-MNIST 28x28 padded to 32 (2 px of background)
     channels: int = 1
     timesteps: int = 1000  # T
-    model_channels: int = 18  # DDPM, DDPM-x0 and SSD width: the narrowest whose 1/3-width SD student has >= 8x fewer MACs
+    model_channels: int = 18  # DDPM, DDPM-x0, SSD: the narrowest width whose 1/3-width SD student has 8x fewer MACs
     slim_channels: int = 6  # Spectral Diffusion's slim student: 1/3 of the width, 8.7x fewer sampling MACs
     channel_mult: tuple[int, ...] = (1, 2, 2)  # three UNet levels: SSD's 3 ladder levels 32/16/8
     num_res_blocks: int = 1
@@ -45,7 +45,7 @@ class Preset:
     ema_start_step: int = 200
     warmup_steps: int = 20  # excluded from the training images/s timing
     checkpoints: tuple[float, ...] = (0.25, 0.5)  # fractions of `steps` scored besides the end of training
-    budget_runs: tuple[str, ...] = ("ddpm_x0", "ssd_convex", "ssd_equal", "ssd_full_unet")  # trained on to DDPM's budget
+    budget_runs: tuple[str, ...] = ("ddpm_x0", "ssd_convex", "ssd_equal", "ssd_full_unet")  # on to DDPM's budget
     max_extend: float = 2.0  # a budget run trains at most this many times `steps`
     num_samples: int = 5000  # generated images per model at the end of training (the main table)
     curve_samples: int = 1000  # per checkpoint and per Pareto point (the first of them are the main samples)
@@ -59,7 +59,7 @@ class Preset:
     max_data: int | None = None  # cap on each split (smoke test only)
     runs: tuple[str, ...] | None = None  # the runs `python -m benchmarks` trains (None: all; --only overrides)
     seed: int = 0  # data split, FID judge (classifier, reference rows, bootstrap) and, unless train_seed, the runs
-    train_seed: int | None = None  # the runs' initial weights, batch order and sampling noise: a replicate under one judge
+    train_seed: int | None = None  # the runs' weights, batch order and sampling noise: a replicate under one judge
     precision: str = "32-true"  # Lightning's precision for training; "bf16-mixed" also samples under bf16 autocast
 
     def __post_init__(self):
@@ -74,10 +74,6 @@ class Preset:
     def low_sample(self) -> bool:
         """FID from fewer than 10k samples is biased upwards; such numbers only rank models within one run."""
         return self.num_samples < 10_000
-
-    def milestones(self) -> list[int]:
-        """The steps scored during training, the end included."""
-        return sorted({max(1, round(f * self.steps)) for f in self.checkpoints} | {self.steps})
 
     def as_dict(self) -> dict:
         return {**asdict(self), "low_sample": self.low_sample}

@@ -50,15 +50,15 @@ def stage(t: dict | None) -> str:
 def table(runs: list[dict]) -> str:
     ranks = rank_by_intervals({r["run"]: tuple(r["fid_ci95"]) for r in runs})
     teacher = {r["run"]: f" (+{r['teacher_gflops']:.3g} teacher fwd)" if r["teacher_gflops"] else "" for r in runs}
+    rows = [[f"`{r['run']}`", f"{r['params'] / 1e6:.3f}M", f"{r['train_gflops_per_image']:.3g}" + teacher[r["run"]],
+             f"{r['sample_gflops_per_image']:.3g}", f"{r['train_images_per_s']:.1f}", f"{r['sample_images_per_s']:.1f}",
+             ci(r), ranks[r["run"]], ci(r, "kid"), f"{r['kid_std']:.2g}",
+             f"{r['num_samples']}" + (" (low)" if r["low_sample"] else ""), r["steps"],
+             f"{num(r['train_seconds'], '{:.0f}')} ({r['timings']['fit']['load']})", num(r["steps_in_ddpm_time"], "{}")]
+            for r in runs]  # fmt: skip
     return md_table(["run", "params", "train GFLOPs/img", "sample GFLOPs/img", "train img/s", "sample img/s",
                      f"{runs[0]['feature_extractor']} [95% CI]", "rank", "KID [95% CI]", "KID subset std", "N",
-                     "sampler steps", "train s (load)", "steps in DDPM time"],
-                    [[f"`{r['run']}`", f"{r['params'] / 1e6:.3f}M", f"{r['train_gflops_per_image']:.3g}" + teacher[r["run"]],
-                      f"{r['sample_gflops_per_image']:.3g}", f"{r['train_images_per_s']:.1f}",
-                      f"{r['sample_images_per_s']:.1f}", ci(r), ranks[r["run"]], ci(r, "kid"), f"{r['kid_std']:.2g}",
-                      f"{r['num_samples']}" + " (low)" * r["low_sample"], r["steps"],
-                      f"{num(r['train_seconds'], '{:.0f}')} ({r['timings']['fit']['load']})",
-                      num(r["steps_in_ddpm_time"], "{}")] for r in runs])  # fmt: skip
+                     "sampler steps", "train s (load)", "steps in DDPM time"], rows)  # fmt: skip
 
 
 def budgets(by_run: dict) -> list[str]:
@@ -80,15 +80,16 @@ def budgets(by_run: dict) -> list[str]:
 def sd_ablation(by_run: dict) -> list[str]:
     ddpm, base = by_run.get("ddpm"), by_run.get("sd_nogate")
     rows = [[variant, f"`{name}`", f"{r['params']:,}",
-             num(ddpm and ddpm["sample_gflops_per_image"] / r["sample_gflops_per_image"], "{:.1f}x"), ci(r), ci(r, "kid"),
-             verdict(r, base, (name, "sd_nogate")) if base and name != "sd_nogate" else ""]
+             f"{ddpm['sample_gflops_per_image'] / r['sample_gflops_per_image']:.1f}x" if ddpm else "n/a", ci(r),
+             ci(r, "kid"), verdict(r, base, (name, "sd_nogate")) if base and name != "sd_nogate" else ""]
             for variant, name in SD_ABLATION.items() if (r := by_run.get(name))]  # fmt: skip
     lines = [md_table(["variant", "run", "params", "teacher/student sampling MACs", "FID [95% CI]", "KID [95% CI]",
                        "vs `sd_nogate`"], rows)]  # fmt: skip
     if teach := next((r for r in by_run.values() if r.get("teacher_checkpoint")), None):
         path = Path(teach["teacher_checkpoint"]).resolve()  # relative to the checkout: results are committed
         path = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-        lines.append(f"Teacher: `{path}` (the suite's `ddpm` run, step {teach['teacher_steps']}, sha1 {teach['teacher_sha1']}).")
+        lines.append(f"Teacher: `{path}` (the suite's `ddpm` run, step {teach['teacher_steps']}, sha1 "
+                     f"{teach['teacher_sha1']}).")  # fmt: skip
     return lines
 
 
@@ -97,7 +98,7 @@ def markdown(results: dict) -> str:
     by_run, stages = {r["run"]: r for r in runs}, list(dict.fromkeys(k for r in runs for k in r["timings"]))
     pareto = [[f"`{r['run']}`", "DDIM, eta = 0" if q["sampler"] == "ddim" else "ancestral",
                f"{q['requested_steps']} / {q['steps']}", f"{q['sample_gflops_per_image']:.3g}", ci(q), q["num_samples"]]
-              for r in runs for q in sorted(r["pareto"], key=lambda q: (q["sampler"], q["requested_steps"]))]  # fmt: skip
+              for r in runs for q in sorted(r["pareto"], key=lambda q: (q["sampler"], q["requested_steps"]))]
     parts = [
         f"# Benchmark: preset `{p['name']}`\n\nCommand: `{results['command']}`  \nHardware: {hw['cpu_model']}, "
         f"{hw['cpu_cores']} cores ({hw['torch_threads']} torch threads), GPU: {hw['gpu'] or 'none'}; torch "
@@ -108,8 +109,9 @@ def markdown(results: dict) -> str:
         TABLE_START, table(runs), TABLE_END,
         "\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared: not separable). "
         f"{results['feature_extractor']}, classifier test accuracy {num(results['classifier_accuracy'], '{:.4f}')}; "
-        f"N samples against {results['num_reference']} real test images; main sampler {p['sampler']} (eta 0), "
-        f"{p['sample_steps']} steps.\n\n## Reference rows (scored exactly as the models)\n",
+        f"N samples against {results['num_reference']} real test images; main sampler "
+        f"{'DDIM (eta = 0)' if p['sampler'] == 'ddim' else 'ancestral'}, {p['sample_steps']} steps.\n",
+        "\n## Reference rows (scored exactly as the models)\n",
         md_table(["reference", "N", "FID [95% CI]", "KID [95% CI]", "KID subset std"],
                  [[f"`{r['run']}`: {r['description']}", r["num_samples"], ci(r), ci(r, "kid"), f"{r['kid_std']:.2g}"]
                   for r in results["reference"]]),  # fmt: skip
@@ -161,27 +163,35 @@ def compare(a_path: Path, b_path: Path, out: Path) -> Path:
     from .plots import loss_curves
 
     a, b = (json.loads(path.read_text()) for path in (a_path, b_path))
-    la, lb = (f"{p['name']} {p['precision']}" + f" train seed {p['train_seed']}" * (p["train_seed"] is not None) +
-              f" ({path.parent.name})" for p, path in ((recorded_preset(a), a_path), (recorded_preset(b), b_path)))
+    la, lb = _label(a, a_path), _label(b, b_path)
     shared = [(ra, rb) for ra in a["runs"] for rb in b["runs"] if ra["run"] == rb["run"]]
     if not shared:
         raise SystemExit(f"error: {a_path} and {b_path} share no run")
-    rows = [[f"`{ra['run']}`", ci(ra), ci(rb), {0: "not separable", -1: "A better", 1: "B better"}[
-                separable(tuple(ra["fid_ci95"]), tuple(rb["fid_ci95"]))],
-             *(x for k in ("train_images_per_s", "sample_images_per_s")
-               for x in (f"{ra[k]:.1f}", f"{rb[k]:.1f}", f"{rb[k] / ra[k]:.2f}x")),
-             num(_tail_loss(ra), "{:.4f}"), num(_tail_loss(rb), "{:.4f}")] for ra, rb in shared]  # fmt: skip
+    rows = []
+    for ra, rb in shared:
+        s = separable(tuple(ra["fid_ci95"]), tuple(rb["fid_ci95"]))
+        row = [f"`{ra['run']}`", ci(ra), ci(rb), "not separable" if s == 0 else "A better" if s < 0 else "B better"]
+        for k in ("train_images_per_s", "sample_images_per_s"):
+            row += [f"{ra[k]:.1f}", f"{rb[k]:.1f}", f"{rb[k] / ra[k]:.2f}x"]
+        rows.append(row + [num(_tail_loss(ra), "{:.4f}"), num(_tail_loss(rb), "{:.4f}")])
     lines = [f"# {lb} against {la}\n", f"A: `{a_path}` (`{a['command']}`)  ", f"B: `{b_path}` (`{b['command']}`)\n",
              md_table(["run", "FID A [95% CI]", "FID B [95% CI]", "FID", "train img/s A", "B", "B/A", "sample img/s A",
                        "B", "B/A", "loss A (last 20 %)", "loss B"], rows),
-             f"N = {shared[0][0]['num_samples']} (A) and {shared[0][1]['num_samples']} (B) samples per model; FID from "
-             f"the same feature extractor when both say so: A {a['feature_extractor']}, B {b['feature_extractor']}."]  # fmt: skip
+             f"N = {shared[0][0]['num_samples']} (A) and {shared[0][1]['num_samples']} (B) samples per model; FID "
+             f"from the same feature extractor when both say so: A {a['feature_extractor']}, B "
+             f"{b['feature_extractor']}."]  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     if all(ra.get("train_loss_curve") and rb.get("train_loss_curve") for ra, rb in shared):
         loss_curves(shared, la, lb, out / "compare_loss.png")
         lines.append("\n`compare_loss.png`: the training loss per window of steps, A solid, B dashed.")
     (out / "compare.md").write_text("\n".join(lines) + "\n")
     return out / "compare.md"
+
+
+def _label(results: dict, path: Path) -> str:
+    p = recorded_preset(results)
+    seed = f" train seed {p['train_seed']}" if p["train_seed"] is not None else ""
+    return f"{p['name']} {p['precision']}{seed} ({path.parent.name})"
 
 
 def _tail_loss(r: dict, fraction: float = 0.2) -> float | None:

@@ -59,9 +59,9 @@ def make_judge(data: ImageDataModule, extractor: str, cache_dir: Path, epochs: i
     """The judge; refuses (before any training) Inception offline without weights, or a dataset without labels."""
     weights = resolve_inception_weights(inception_weights) if extractor == "inception" else None
     if extractor == "classifier" and not data.num_classes:
-        raise SystemExit(f"error: dataset {data.hparams.dataset!r} has no class labels, and the offline FID classifier "
-                         "is trained on them; pass --inception-weights /path/weights-inception-2015-12-05-6726825d.pth, "
-                         "or a dataset with labels (e.g. an image folder with one sub-folder per class)")  # fmt: skip
+        raise SystemExit(f"error: dataset {data.hparams.dataset!r} has no class labels, and the offline FID "
+                         "classifier is trained on them; pass --inception-weights /path/weights-inception-2015-12-05-"
+                         "6726825d.pth, or a dataset with labels (e.g. an image folder with one sub-folder per class)")
     name = Path(data.hparams.dataset).name or str(data.hparams.dataset)
     tag = "fmnist" if name in ("fashion_mnist", "fashion-mnist") else name.replace("/", "_")
     reference, classifier, accuracy, fe_id = data.reference_images("test"), None, None, "inception"
@@ -75,22 +75,20 @@ def make_judge(data: ImageDataModule, extractor: str, cache_dir: Path, epochs: i
     return Judge(feature, ref, feature_label(extractor, classifier_dataset=tag), resamples, seed, accuracy)
 
 
-def sampling(p: Preset, sampler: str, steps: int) -> Sampling:
-    return Sampling(steps=steps, sampler=sampler, eta=0.0, seed=p.run_seed, grid_every_n_epochs=0, grid_size=0)
-
-
-def sample(model, s: Sampling, n: int, p: Preset) -> tuple[torch.Tensor, dict]:
-    """(uint8 (n, C, S, S) images from ``model.generate``, under bf16 autocast for "bf16-mixed"; that call's timing)."""
+def sample(model, p: Preset, sampler: str, steps: int, n: int) -> tuple[torch.Tensor, dict]:
+    """(uint8 (n, C, S, S) images from ``model.generate`` (DDIM with eta 0, or ancestral; under bf16 autocast for
+    "bf16-mixed"), that call's timing)."""
     dev, timing = "cuda" if torch.cuda.is_available() else "cpu", {}
     with timed(timing, "sample"), torch.autocast(dev, torch.bfloat16, enabled=p.precision == "bf16-mixed"):
-        images = model.to(dev).generate(n, steps=s.steps, seed=s.seed, sampler=s.sampler, eta=s.eta if
-                                        s.sampler == "ddim" else None, guidance_scale=s.guidance_scale,
-                                        output_type="uint8", batch_size=p.sample_batch)  # fmt: skip
+        images = model.to(dev).generate(n, steps=steps, seed=p.run_seed, sampler=sampler, guidance_scale=1.0,
+                                        eta=0.0 if sampler == "ddim" else None, output_type="uint8",
+                                        batch_size=p.sample_batch)  # fmt: skip
     return images, timing["sample"]
 
 
-def counted_flops(model, s: Sampling, trace: bool, cache: dict) -> dict:
-    """Sampling FLOPs per image with ``s``, counted per path and (``trace``) by tracing the sampler, checked equal."""
+def counted_flops(model, p: Preset, sampler: str, steps: int, trace: bool, cache: dict) -> dict:
+    """Sampling FLOPs per image, counted per path and (``trace``) by tracing the sampler, checked equal."""
+    s = Sampling(steps=steps, sampler=sampler, eta=0.0, seed=p.run_seed)
     f = sampling_flops(model.cpu(), trace=trace, cache=cache, sampling=s)
     if trace and f["flops_traced"] != f["flops"]:
         raise AssertionError(f"traced sampling FLOPs {f['flops_traced']} != per-path {f['flops']}")
@@ -105,21 +103,23 @@ def spectrum(images: torch.Tensor) -> list[float]:
 def score_checkpoints(saved: list[dict], p: Preset, judge: Judge, main: torch.Tensor, gflops: float) -> list[dict]:
     """FID of every training checkpoint at ``curve_samples`` images (the one at ``steps``: the ``main`` set's first);
     ``gflops``: training GFLOPs per image."""
-    n, s = min(p.curve_samples, p.num_samples), sampling(p, p.sampler, p.sample_steps)
-    return [{"step": c["step"], "labels": c["labels"], "train_seconds": c["train_seconds"], "checkpoint": c["path"],
-             "train_gflops_total": gflops * p.batch_size * c["step"], **judge.curve_point(
-                 main[:n] if c["step"] == p.steps else sample(load_model(c["path"]), s, n, p)[0], f"step {c['step']}")}
-            for c in saved]  # fmt: skip
+    n, points = min(p.curve_samples, p.num_samples), []
+    for c in saved:
+        images = main[:n] if c["step"] == p.steps else sample(load_model(c["path"]), p, p.sampler, p.sample_steps, n)[0]
+        points.append({"step": c["step"], "labels": c["labels"], "train_seconds": c["train_seconds"],
+                       "train_gflops_total": gflops * p.batch_size * c["step"], "checkpoint": c["path"],
+                       **judge.curve_point(images, f"step {c['step']}")})  # fmt: skip
+    return points
 
 
 def score_pareto(model, p: Preset, judge: Judge, main: torch.Tensor, caches: dict) -> list[dict]:
     """FID at ``curve_samples`` images and sampling GFLOPs (per-path count; the main one was traced): DDIM at
     ``pareto_steps``, ancestral at ``pareto_ancestral`` and the main sampler (the ``main`` set's first images)."""
     n, points = min(p.curve_samples, p.num_samples), []
-    for sampler, steps in dict.fromkeys([*(("ddim", k) for k in p.pareto_steps),
-                                         *(("ancestral", k) for k in p.pareto_ancestral), (p.sampler, p.sample_steps)]):
-        flops = counted_flops(model, s := sampling(p, sampler, steps), trace=False, cache=caches[sampler])
-        images = main[:n] if (sampler, steps) == (p.sampler, p.sample_steps) else sample(model, s, n, p)[0]
+    settings = [*(("ddim", k) for k in p.pareto_steps), *(("ancestral", k) for k in p.pareto_ancestral)]
+    for sampler, steps in dict.fromkeys([*settings, (p.sampler, p.sample_steps)]):
+        flops = counted_flops(model, p, sampler, steps, trace=False, cache=caches[sampler])
+        images = main[:n] if (sampler, steps) == (p.sampler, p.sample_steps) else sample(model, p, sampler, steps, n)[0]
         points.append({"sampler": sampler, "requested_steps": steps, "steps": flops["num_steps"],
                        "sample_gflops_per_image": flops["gflops"], **judge.curve_point(images, f"{sampler} {steps}")})
     return points

@@ -17,13 +17,14 @@ from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.images import save_grid, save_png
 from scale_space_diffusion.io.loading import load_model
 from scale_space_diffusion.metrics import param_counts, training_flops_breakdown
+from scale_space_diffusion.models.base import DiffusionModule
 
 from ..machine import hardware
 from . import plots, report
 from .presets import RUNS, Preset, recorded_preset
-from .runs import LOSS_WINDOW, build, distilled, fit
-from .scoring import Judge, counted_flops, make_judge, reference_rows, sample, sampling, score_checkpoints, \
-    score_pareto, spectrum, timed  # fmt: skip
+from .runs import LOSS_WINDOW, Milestones, build, distilled, fit
+from .scoring import Judge, counted_flops, make_judge, reference_rows, sample, score_checkpoints, score_pareto, \
+    spectrum, timed  # fmt: skip
 
 SPEED_STEPS = 20  # timed training steps of a model loaded with --ckpt (its training time is unknown)
 BUDGETS = {"DDPM wall-clock": "DDPM's wall-clock", "DDPM FLOPs": "DDPM's training FLOPs"}  # checkpoint label -> what
@@ -31,7 +32,7 @@ BUDGETS = {"DDPM wall-clock": "DDPM's wall-clock", "DDPM FLOPs": "DDPM's trainin
 
 def _targets(name: str, p: Preset, gflops: float, ddpm: dict | None) -> tuple[dict[int, list[str]], int, float | None]:
     """(checkpoint steps -> labels, max_steps, DDPM's training seconds to checkpoint at) of run ``name``."""
-    marks = {m: [f"{round(100 * m / p.steps)}% steps"] for m in p.milestones()}
+    marks = {max(1, round(f * p.steps)): [f"{f:.0%} steps"] for f in (*p.checkpoints, 1.0)}  # scored during training
     if ddpm is None or name == "ddpm" or not ddpm["train_seconds"]:
         return marks, p.steps, None
     cap = math.ceil(p.max_extend * p.steps) if name in p.budget_runs else p.steps
@@ -45,42 +46,53 @@ def _global_step(checkpoint: str | Path) -> int | None:
     return torch.load(checkpoint, map_location="cpu", weights_only=True).get("global_step")
 
 
-def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path, ckpt: str | None,
-            teacher: str | None, ddpm: dict | None) -> dict:  # fmt: skip
-    """Train (or load) one model, count its FLOPs, sample, score its checkpoints and Pareto points, time each stage."""
-    run_dir, timings, caches = out / name, {}, {"ddim": {}, "ancestral": {}}  # caches: path FLOPs per sampler
-    for stale in ("checkpoints", "samples"):
-        shutil.rmtree(run_dir / stale, ignore_errors=True)
+def train(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: str | None, teacher: str | None,
+          ddpm: dict | None, timings: dict) -> tuple[DiffusionModule, Milestones, dict]:  # fmt: skip
+    """Train run ``name`` with its milestone checkpoints (``model.ckpt``: the one at ``steps``), or load ``ckpt`` and
+    time the training of a copy; returns the model to score, the training callback and the record so far."""
     L.seed_everything(p.run_seed, verbose=False)  # the same initial weights for nets of the same shape
     model = build(name, p, teacher) if ckpt is None else load_model(ckpt)
     if model.image_size != p.image_size:
         raise ValueError(f"--ckpt {name}={ckpt} is a {model.image_size}px model, the preset is {p.image_size}px")
     with timed(timings, "train FLOPs count"):
-        train = training_flops_breakdown(model)
-    gflops = train["total_flops"] / 1e9
+        flops = training_flops_breakdown(model)
+    gflops = flops["total_flops"] / 1e9
     marks, max_steps, seconds = ({}, p.warmup_steps + SPEED_STEPS, None) if ckpt else _targets(name, p, gflops, ddpm)
-    with timed(timings, "fit"):  # a loaded model: the speed of a copy
-        m = fit(load_model(ckpt).train() if ckpt else model, data, max_steps, p, run_dir / "checkpoints", marks, seconds)
+    with timed(timings, "fit"):
+        trained = load_model(ckpt).train() if ckpt else model  # a loaded model: a copy's training speed
+        m = fit(trained, data, max_steps, p, run_dir / "checkpoints", marks, seconds)
     at = next((c for c in m.saved if c["step"] == p.steps), None)  # None for a loaded model
     checkpoint = Path(ckpt) if at is None else run_dir / "model.ckpt"
     if at is not None:
         checkpoint.unlink(missing_ok=True)
         os.link(at["path"], checkpoint)
-        model = model if len(m.losses) == p.steps else load_model(checkpoint)  # trained on for the budget
+        if len(m.losses) != p.steps:  # trained on for the budget: score the weights at `steps`
+            model = load_model(checkpoint)
+    steps = _global_step(checkpoint)
     record = {"run": name, "checkpoint": str(checkpoint), "trained_here": ckpt is None, **param_counts(model),
-              "train_steps": _global_step(checkpoint), "trained_steps": len(m.losses) if at else _global_step(ckpt),
-              "train_seconds": at and at["train_seconds"], "train_loss_curve": at and m.loss_curve(),
+              "train_steps": steps, "trained_steps": len(m.losses) if at else steps,
+              "train_seconds": at["train_seconds"] if at else None, "train_loss_curve": m.loss_curve() if at else None,
               "train_loss_window": LOSS_WINDOW, "train_images_per_s": m.images_per_s(p.warmup_steps),
-              "train_gflops_per_image": train["flops"] / 1e9, "teacher_gflops": train["teacher_flops"] / 1e9,
+              "train_gflops_per_image": flops["flops"] / 1e9, "teacher_gflops": flops["teacher_flops"] / 1e9,
               "train_gflops_total_per_image": gflops, "steps_in_ddpm_time": None,
               "budget_notes": [f"{what} not reached within {max_steps} steps" for label, what in BUDGETS.items()
                                if name in p.budget_runs and seconds and all(label not in c["labels"] for c in m.saved)]}
     if distilled(name) and teacher is not None:
         record.update(teacher_checkpoint=str(teacher), teacher_steps=_global_step(teacher),
                       teacher_sha1=hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:12])  # fmt: skip
+    return model, m, record
+
+
+def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path, ckpt: str | None,
+            teacher: str | None, ddpm: dict | None) -> dict:  # fmt: skip
+    """Train (or load) one model, count its FLOPs, sample, score its checkpoints and Pareto points, time each stage."""
+    run_dir, timings, caches = out / name, {}, {"ddim": {}, "ancestral": {}}  # caches: path FLOPs per sampler
+    for stale in ("checkpoints", "samples"):
+        shutil.rmtree(run_dir / stale, ignore_errors=True)
+    model, m, record = train(name, p, data, run_dir, ckpt, teacher, ddpm, timings)
     with timed(timings, "sampling FLOPs count"):
-        flops = counted_flops(model, s := sampling(p, p.sampler, p.sample_steps), trace=True, cache=caches[p.sampler])
-    images, timings["sample"] = sample(model, s, p.num_samples, p)
+        flops = counted_flops(model, p, p.sampler, p.sample_steps, trace=True, cache=caches[p.sampler])
+    images, timings["sample"] = sample(model, p, p.sampler, p.sample_steps, p.num_samples)
     (run_dir / "samples").mkdir(parents=True)
     for i, image in enumerate(images):
         save_png(image, run_dir / "samples" / f"{i:06d}.png")
@@ -88,7 +100,8 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
     with timed(timings, "score"):
         record.update(judge.score(images, f"{name}: features"))
     with timed(timings, "curves"):
-        curve, pareto = score_checkpoints(m.saved, p, judge, images, gflops), score_pareto(model, p, judge, images, caches)
+        curve = score_checkpoints(m.saved, p, judge, images, record["train_gflops_total_per_image"])
+        pareto = score_pareto(model, p, judge, images, caches)
     return {**record, "sample_gflops_per_image": flops["gflops"], "sample_gflops_traced": flops["flops_traced"] / 1e9,
             "steps": flops["num_steps"], "sample_images_per_s": p.num_samples / timings["sample"]["s"],
             "samples_dir": str(run_dir / "samples"), "radial_power": spectrum(images), "checkpoints": curve,
@@ -128,7 +141,8 @@ def run_preset(p: Preset, out: Path, only: list[str] | None, ckpts: dict[str, st
     ``data_location``: ImageDataModule's ``idx_dir`` and ``cache_dir`` where given."""
     names = selected_runs(p, only, ckpts)
     if any(distilled(n) and n not in ckpts for n in names) and "ddpm" not in names and "ddpm" not in ckpts:
-        raise SystemExit("error: the distilled students learn from the ddpm run: include ddpm, or pass --ckpt ddpm=PATH")
+        raise SystemExit("error: the distilled students learn from the ddpm run; include ddpm, or pass --ckpt "
+                         "ddpm=PATH")
     data = ImageDataModule(p.dataset, image_size=p.image_size, channels=p.channels, batch_size=p.batch_size,
                            max_samples=p.max_data, seed=p.seed, **data_location)  # fmt: skip
     data.prepare_data()
@@ -160,7 +174,8 @@ def run_preset(p: Preset, out: Path, only: list[str] | None, ckpts: dict[str, st
             (out / "results.json").write_text(json.dumps(results, indent=1))  # finished runs survive a crash
         ddpm_s = by_run.get("ddpm", {}).get("train_seconds")
         for r in results["runs"]:  # the steps each run reaches in DDPM's wall-clock
-            r["steps_in_ddpm_time"] = round(r["train_steps"] * ddpm_s / r["train_seconds"]) if ddpm_s and r["train_seconds"] else None
+            if ddpm_s and r["train_seconds"]:
+                r["steps_in_ddpm_time"] = round(r["train_steps"] * ddpm_s / r["train_seconds"])
         results["plots"] = plots.all_plots(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(report.markdown(results))
