@@ -3,6 +3,7 @@
     ssd fit --config configs/ssd_fmnist32.yaml
     ssd predict --config configs/ssd_fmnist32.yaml --ckpt_path last --model.init_args.sampling.steps=50
     ssd export --ckpt_path outputs/ssd/checkpoints/last.ckpt --out my_model   # a save_pretrained folder
+    ssd sample --model my_model --num_images 64                                # PNGs from such a folder
 
 With ``--ckpt_path`` the model's definition (network, schedule, ladder, loss) comes from the checkpoint; what only
 changes training or sampling (``optim``, ``sampling``, ``teacher``, ...) comes from the config and the command line,
@@ -28,6 +29,7 @@ SUBCOMMANDS = {  # what `ssd --help` lists; `ssd <subcommand> --help` gives ever
     "test": "one test epoch of a checkpoint (--ckpt_path)",
     "predict": "sample PNGs, a grid and a ladder strip from a checkpoint (--ckpt_path last)",
     "export": "write a checkpoint as a shareable folder: config.json + model.safetensors",
+    "sample": "sample PNGs and a grid from a shareable folder (`ssd export`'s output) or a Hub repo of one",
     "fid": "FID and KID of a folder of PNG samples against real images, with 95% intervals",
 }
 OVERVIEW = "\n".join([
@@ -247,36 +249,6 @@ def parse_error(err: BaseException) -> str | None:
     return (f"--{'.'.join(path)}: {detail}" if path else detail) + hint
 
 
-def export(args: list[str]) -> None:
-    """``ssd export``: a Lightning checkpoint as a ``save_pretrained`` folder (config.json + model.safetensors).
-
-    A plain argparse path beside LightningCLI, whose subcommands are Trainer methods run from a config.
-
-    Args:
-        args: the options after ``export``.
-    """
-    opts = export_parser().parse_args(args)
-    from .io.pretrained import export_checkpoint
-
-    folder = export_checkpoint(opts.ckpt_path, opts.out, opts.weights, opts.repo_id)
-    print(f"exported {opts.ckpt_path} to {folder}" + (f" and https://huggingface.co/{opts.repo_id}" if opts.repo_id else ""))
-
-
-def export_parser():
-    """The options of ``ssd export``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="ssd export", description="Write a Lightning checkpoint as a save_pretrained folder "
-                                     "(config.json + model.safetensors, no pickle).")
-    parser.add_argument("--ckpt_path", required=True, help="a .ckpt written by `ssd fit`")
-    parser.add_argument("--out", required=True, help="the folder to write (created; its config.json, "
-                        "model.safetensors and README.md are replaced)")  # fmt: skip
-    parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
-                        help="ema: what the model samples with (its EMA, if it has one); raw: the trained weights")  # fmt: skip
-    parser.add_argument("--repo_id", help="also upload the folder to this Hugging Face Hub repo (owner/name)")
-    return parser
-
-
 def main() -> None:
     if sys.argv[1:] in ([], ["-h"], ["--help"]):
         print(OVERVIEW)  # without importing torch or Lightning: under 2 s
@@ -291,7 +263,13 @@ def main() -> None:
     retain_freed_memory()  # no page faults on reused activations: faster CPU steps (cpu.py)
     try:
         if sys.argv[1:2] == ["export"]:
+            from .cli_folders import export
+
             export(sys.argv[2:])
+        elif sys.argv[1:2] == ["sample"]:
+            from .cli_folders import sample
+
+            sample(sys.argv[2:])
         elif sys.argv[1:2] == ["fid"]:
             from .metrics.score import main as fid
 

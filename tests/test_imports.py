@@ -29,7 +29,7 @@ PACKAGE = "scale_space_diffusion"
 LAYERS = {
     "": 0, "images": 0, "lightning_internals": 0, "cpu": 0, "run_lock": 0,
     "diffusion": 1, "networks": 2, "models": 3, "io": 4,
-    "callbacks": 5, "metrics": 5, "cli": 5, "cli_guards": 5, "__main__": 5, "config_reference": 5, "run_report": 5,
+    "callbacks": 5, "metrics": 5, "cli": 5, "cli_guards": 5, "cli_folders": 5, "__main__": 5, "config_reference": 5, "run_report": 5,
     "posthoc_ema": 5,
     "data": 1,  # the data pipeline: helpers only (never models, networks or io); checked by DATA_MAY_IMPORT too
 }  # fmt: skip

@@ -100,7 +100,8 @@ def _tokens(command: str) -> list[str]:
 
 @pytest.mark.parametrize("page, command", COMMANDS, ids=[f"{p}:{c[:60]}" for p, c in COMMANDS])
 def test_every_command_in_the_readme_and_docs_parses(page, command, ssd_parser):
-    from scale_space_diffusion.cli import SUBCOMMANDS, export_parser
+    from scale_space_diffusion.cli import SUBCOMMANDS
+    from scale_space_diffusion.cli_folders import export_parser, sample_parser
     from scale_space_diffusion.metrics.score import build_parser
 
     words = _tokens(command)
@@ -121,8 +122,8 @@ def test_every_command_in_the_readme_and_docs_parses(page, command, ssd_parser):
         assert sub in SUBCOMMANDS, f"{page}: `{command}`: no subcommand {sub!r}"
         if not options or any(w.endswith(".help") or w.endswith("=...") for w in options):
             return  # the subcommand named in a sentence, its help, or an option named with an elided value
-        if sub == "export":
-            export_parser().parse_args(options)
+        if sub in ("export", "sample"):
+            (export_parser if sub == "export" else sample_parser)().parse_args(options)
         elif sub == "fid":
             build_parser().parse_args(options)
         else:
