@@ -119,22 +119,21 @@ def markdown(results: dict) -> str:
         *[f"- {what}: `{a}` {ci(by_run[a])} vs `{b}` {ci(by_run[b])}: **{verdict(by_run[a], by_run[b], (a, b))}**"
           for a, b, what in PAIRS if a in by_run and b in by_run],
         "\n## Equal training FLOPs and equal wall-clock\n",
-        f"Checkpoints at {'/'.join(f'{f:.0%}' for f in (*p['checkpoints'], 1.0))} of the steps; the budget runs "
-        f"({', '.join(p['budget_runs'])}) train on (at most {p['max_extend']}x the steps) to checkpoints at DDPM's "
-        "training FLOPs and wall-clock, other runs get the wall-clock one if they reach it within their steps. "
-        f"{min(p['curve_samples'], p['num_samples'])} samples each; nothing is interpolated.\n", *budgets(by_run),
+        f"Checkpoints at {'/'.join(f'{f:.0%}' for f in (*p['checkpoints'], 1.0))} of the steps and, reached within "
+        f"{p['max_extend']}x the steps by the budget runs ({', '.join(p['budget_runs'])}), at DDPM's training FLOPs "
+        f"and wall-clock; {min(p['curve_samples'], p['num_samples'])} samples each, nothing interpolated.\n",
+        *budgets(by_run),
         "\n## Pareto: FID against sampling GFLOPs per image\n",
         md_table(["run", "sampler", "steps (requested / taken)", "sample GFLOPs/img", "FID [95% CI]", "N"], pareto),
         "\n## Spectral Diffusion ablation (same slim width, steps and seed)\n", *sd_ablation(by_run),
-        "\n`sd_ablation_spectrum.png`: the radially averaged power spectrum of each variant's samples (first 1000) "
-        "against real test images, and their ratio.\n\n## Settings\n",
+        "\n`sd_ablation_spectrum.png`: each variant's radial power spectrum against real test images.\n\n## Settings\n",
         "Columns, FLOP counting, intervals and choices: docs/benchmarks.md. FID/KID intervals: "
         f"{p['resamples']} bootstrap resamples; samples: lossless PNG from the EMA weights, image i seeded by "
         f"({p['seed'] if p['train_seed'] is None else p['train_seed']}, i); training: AdamW, gradient clipping 1.0, "
         "random horizontal flips. Preset: " + ", ".join(f"{k} {v}" for k, v in p.items()) + ".",
         "\n## Stage timings (for estimating a preset's time)\n",
-        "Wall s (CPU s of this process, all threads: on a busy machine the better estimate of quiet wall-clock; the "
-        "load average at the start). " + "; ".join(f"{k}: {stage(t)}" for k, t in results["timings"].items()) + ".\n",
+        "Wall s (CPU s of this process, all threads; load average at the start): "
+        + "; ".join(f"{k}: {stage(t)}" for k, t in results["timings"].items()) + ".\n",
         md_table(["run", *(f"{k} s" for k in stages)],
                  [[f"`{r['run']}`", *(stage(r["timings"].get(k)) for k in stages)] for r in runs]),
         "\n## Plots\n", *[f"- `{name}`" for name in results["plots"]],

@@ -68,15 +68,15 @@ def train(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: str 
         os.link(at["path"], checkpoint)
         if len(m.losses) != p.steps:  # trained on for the budget: score the weights at `steps`
             model = load_model(checkpoint)
-    steps = _global_step(checkpoint)
+    steps, reached = _global_step(checkpoint), {label for c in m.saved for label in c["labels"]}
+    notes = [f"{what} not reached within {max_steps} steps" for label, what in BUDGETS.items()
+             if name in p.budget_runs and seconds and label not in reached]
     record = {"run": name, "checkpoint": str(checkpoint), "trained_here": ckpt is None, **param_counts(model),
               "train_steps": steps, "trained_steps": len(m.losses) if at else steps,
               "train_seconds": at["train_seconds"] if at else None, "train_loss_curve": m.loss_curve() if at else None,
               "train_loss_window": LOSS_WINDOW, "train_images_per_s": m.images_per_s(p.warmup_steps),
               "train_gflops_per_image": flops["flops"] / 1e9, "teacher_gflops": flops["teacher_flops"] / 1e9,
-              "train_gflops_total_per_image": gflops, "steps_in_ddpm_time": None,
-              "budget_notes": [f"{what} not reached within {max_steps} steps" for label, what in BUDGETS.items()
-                               if name in p.budget_runs and seconds and all(label not in c["labels"] for c in m.saved)]}
+              "train_gflops_total_per_image": gflops, "steps_in_ddpm_time": None, "budget_notes": notes}
     if distilled(name) and teacher is not None:
         record.update(teacher_checkpoint=str(teacher), teacher_steps=_global_step(teacher),
                       teacher_sha1=hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:12])  # fmt: skip
