@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..machine import hardware
-from . import cell, save, table
+from ..output import cell, save_result as save, table
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {"DDPM": ("ddpm_celeba64.yaml", None), "SSD-4L": ("ssd_celeba64.yaml", 4), "SSD-2L": ("ssd_celeba64.yaml", 2)}
@@ -159,12 +159,12 @@ def markdown(res: dict) -> str:
              f"{r['ms_per_step']:.1f}", cell(r["syncs_per_step"], ".1f"), cell(r["peak_memory_gib"], ".2f"),
              f"{r['train_gflops_per_image']:.3g}", f"{r['img_per_s'] * r['train_gflops_per_image'] / 1e3 / peak:.1%}",
              f"{r['first_step_s']:.1f}"] for r in res["train"]]  # fmt: skip
-    lines += table(["model", "precision", "batch", "compiled", "img/s", "ms/step", "syncs/step", "peak GiB",
-                    "GFLOPs/img", "share of bf16 peak", "fit start to step 1, s"], rows)  # fmt: skip
+    lines.append(table(["model", "precision", "batch", "compiled", "img/s", "ms/step", "syncs/step", "peak GiB",
+                    "GFLOPs/img", "share of bf16 peak", "fit start to step 1, s"], rows))  # fmt: skip
     lines += [f"\n## Sampling ({res['plan']['sample_images']} images, one batch)\n"]
     rows = [[r["model"], "bf16" if r["bf16_autocast"] else "fp32", r["steps"], f"{r['ms_per_step']:.2f}"]
             for r in res["sample"]]  # fmt: skip
-    lines += table(["model", "autocast", "steps", "ms/step"], rows)
+    lines.append(table(["model", "autocast", "steps", "ms/step"], rows))
     lines += ["\n## Where the syncs are (all rows, counted steps)\n"]
     lines += [f"- `{k}`: {v}" for k, v in sites.most_common(12)]
     lines += [f"\nNot run (past --budget-s): {', '.join(res['skipped'])}" if res["skipped"] else ""]

@@ -18,7 +18,7 @@ from scale_space_diffusion.cpu import native_cpu_bf16
 from scale_space_diffusion.metrics.flops import register_cpu_attention_flops
 from scale_space_diffusion.networks.linear import linear
 
-from . import table
+from ..output import table
 from .throughput import RESULTS
 from .worker import NETS, Case, case_spec
 
@@ -102,7 +102,7 @@ def markdown(args, command: str, a: dict, b: dict, flops: dict, peak: dict, emul
              f"autocast (B)\n", f"Command: `{command}`  ", f"Machine: {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, oneDNN bf16 support: "
              f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}.\n"]  # fmt: skip
-    lines += table(["category", "A ms/step", "A share", "B ms/step", "B share", "A/B"], times)
+    lines.append(table(["category", "A ms/step", "A share", "B ms/step", "B share", "A/B"], times))
     lines.append(f"\nMatrix work (convolution, attention, matmul) is {mat_a / prof_a:.0%} of the fp32 step and runs "
                  f"{k:.2f}x faster under bf16. Amdahl: with everything else at its fp32 time, bf16 gives at most "
                  f"{prof_a / (rest + mat_a / k):.2f}x; with infinitely fast matrix work, {prof_a / rest:.2f}x."
@@ -113,8 +113,8 @@ def markdown(args, command: str, a: dict, b: dict, flops: dict, peak: dict, emul
                  f"3x3 convolution (bf16/fp32: {best['bf16'] / best['fp32']:.2f}x)." + (" This CPU has no bf16 "
                  f"instructions: oneDNN emulates bf16, measured at {EMULATED['n']}x{EMULATED['n']} and batch "
                  f"{EMULATED['batch']}." if emulated else "") + "\n")  # fmt: skip
-    lines += table(["category", "GFLOP/step", "A GFLOP/s", "A % of fp32 ceiling", "B GFLOP/s", "B % of bf16 ceiling"],
-                   speed)
+    lines.append(table(["category", "GFLOP/step", "A GFLOP/s", "A % of fp32 ceiling", "B GFLOP/s", "B % of bf16 ceiling"],
+                   speed))
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from statistics import median
 
 from ..machine import hardware, load
-from . import cell, save, table
+from ..output import cell, save_result as save, table
 from .worker import case_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,14 +168,14 @@ def markdown(res: dict) -> str:
         train = [cell(ips.get("a"), ".1f"), cell(ips.get("b"), ".1f"), speedup(s.get("train_step_s", {}))]
         rows.append(model(c) + train + [cell(sam.get("a_s"), ".4f"), cell(sam.get("b_s"), ".4f"), speedup(sam),
                                         cell(diff, ".1e")])
-    lines += table(["config", "model", "train img/s A", "train img/s B", "train speed-up", "sample s/img A",
-                    "sample s/img B", "sample speed-up", "outputs max abs diff"], rows)  # fmt: skip
+    lines.append(table(["config", "model", "train img/s A", "train img/s B", "train speed-up", "sample s/img A",
+                    "sample s/img B", "sample speed-up", "outputs max abs diff"], rows))  # fmt: skip
     if vs := [c for c in res["cases"] if {"train_vs_1_level", "sample_vs_1_level"} & set(c["summary"])]:
         lines += ["\n## Ladder speed-up over the same net's 1-level (top path) step, vs its FLOPs ratio\n"]
         rows = [model(c) + [cell(c["summary"].get(f"{j}_vs_1_level", {}).get(k), ".2f") for j in ("train", "sample")
                             for k in ("a", "b", "flops")] for c in vs]  # fmt: skip
-        lines += table(["config", "model", "train A", "train B", "train FLOPs ratio", "sample A", "sample B",
-                        "sample FLOPs ratio"], rows)  # fmt: skip
+        lines.append(table(["config", "model", "train A", "train B", "train FLOPs ratio", "sample A", "sample B",
+                        "sample FLOPs ratio"], rows))  # fmt: skip
     lines += ["\n## Per path\n", "ms per step (train: batch 32 forward+backward+AdamW; sample: one reverse step at "
               "batch 8; ladder: the whole respaced ladder at batch 8). weight: share of t (train) or jumps (sample).\n"]
     rows, ms = [], lambda x: cell(x and 1e3 * x, ".1f")  # noqa: E731
@@ -186,8 +186,8 @@ def markdown(res: dict) -> str:
             rows.append(model(c) + [j["job"], j["path"] or "all", cell(c.get(f"{j['job']}_paths", {}).get(j["path"])),
                                     j["iters"], ms(j["a_s"]), ms(j["b_s"]), speedup(j), ms(j["first_s"]["b"]),
                                     cell(gfs, ".1f")])  # fmt: skip
-    lines += table(["config", "model", "job", "path", "weight", "iters", "A ms", "B ms", "speed-up", "B first call ms",
-                    "B GFLOP/s"], rows)  # fmt: skip
+    lines.append(table(["config", "model", "job", "path", "weight", "iters", "A ms", "B ms", "speed-up", "B first call ms",
+                    "B GFLOP/s"], rows))  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -64,7 +64,7 @@ def markdown(c: dict, n: int) -> str:
 
 
 def plot(c: dict, path: Path) -> None:
-    from ..figure import plt, save
+    from ..output import plt, save_figure as save
 
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     for key, label in (("pixels_ddpm", "signal-dominated pixels, DDPM x_t"),

@@ -67,7 +67,7 @@ def paper_comparison(rows: list[dict]) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    from ..figure import plt, save
+    from ..output import plt, save_figure as save
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for ax, key, title in zip(axes, ("gflops_per_step", "train_gflops_per_image"),

@@ -13,7 +13,7 @@ from PIL import Image
 from scale_space_diffusion.diffusion.ladder import ResolutionLadder
 from scale_space_diffusion.images import grid
 
-from ..figure import plt, save
+from ..output import plt, save_figure as save
 from .presets import SD_ABLATION
 
 

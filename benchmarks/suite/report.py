@@ -10,6 +10,7 @@ from pathlib import Path
 
 from scale_space_diffusion.metrics import rank_by_intervals, separable
 
+from ..output import cell, table
 from .presets import SD_ABLATION, recorded_preset
 
 TABLE_START, TABLE_END = "<!-- benchmark-table -->", "<!-- /benchmark-table -->"
@@ -23,14 +24,6 @@ PAIRS = [  # (a, b, what the difference isolates)
     ("sd_plain", "sd_nogate", "the wavelet gates (no teacher)"),
     ("sd_distilled", "ddpm", "the student against its teacher"),
 ]
-
-
-def md_table(header: list[str], rows: list[list]) -> str:
-    return "\n".join("| " + " | ".join(map(str, row)) + " |" for row in [header, ["---"] * len(header), *rows]) + "\n"
-
-
-def num(x: float | None, fmt: str = "{:.3g}") -> str:
-    return "n/a" if x is None else fmt.format(x)
 
 
 def ci(r: dict, key: str = "fid") -> str:
@@ -47,16 +40,16 @@ def stage(t: dict | None) -> str:
     return f"{t['s']:.1f} ({t['cpu_s']:.0f}, {t['load']})" if t else ""
 
 
-def table(runs: list[dict]) -> str:
+def main_table(runs: list[dict]) -> str:
     ranks = rank_by_intervals({r["run"]: tuple(r["fid_ci95"]) for r in runs})
     teacher = {r["run"]: f" (+{r['teacher_gflops']:.3g} teacher fwd)" if r["teacher_gflops"] else "" for r in runs}
     rows = [[f"`{r['run']}`", f"{r['params'] / 1e6:.3f}M", f"{r['train_gflops_per_image']:.3g}" + teacher[r["run"]],
              f"{r['sample_gflops_per_image']:.3g}", f"{r['train_images_per_s']:.1f}", f"{r['sample_images_per_s']:.1f}",
              ci(r), ranks[r["run"]], ci(r, "kid"), f"{r['kid_std']:.2g}",
              f"{r['num_samples']}" + (" (low)" if r["low_sample"] else ""), r["steps"],
-             f"{num(r['train_seconds'], '{:.0f}')} ({r['timings']['fit']['load']})", num(r["steps_in_ddpm_time"], "{}")]
+             f"{cell(r['train_seconds'], '.0f', 'n/a')} ({r['timings']['fit']['load']})", cell(r["steps_in_ddpm_time"], "", "n/a")]
             for r in runs]  # fmt: skip
-    return md_table(["run", "params", "train GFLOPs/img", "sample GFLOPs/img", "train img/s", "sample img/s",
+    return table(["run", "params", "train GFLOPs/img", "sample GFLOPs/img", "train img/s", "sample img/s",
                      f"{runs[0]['feature_extractor']} [95% CI]", "rank", "KID [95% CI]", "KID subset std", "N",
                      "sampler steps", "train s (load)", "steps in DDPM time"], rows)  # fmt: skip
 
@@ -74,7 +67,7 @@ def budgets(by_run: dict) -> list[str]:
         rows += [[f"`{name}`", "note", "", "", "", note, ""] for note in r["budget_notes"]]
     return [f"DDPM at the end of training (step {ref['step']}, {ref['train_gflops_total']:.4g} training GFLOPs, "
             f"{ref['train_seconds']:.0f} s): FID {ci(ref)} at N = {ref['num_samples']}.\n",
-            md_table(["run", "budget", "step", "training GFLOPs", "training s", "FID [95% CI]", "vs DDPM"], rows)]
+            table(["run", "budget", "step", "training GFLOPs", "training s", "FID [95% CI]", "vs DDPM"], rows)]
 
 
 def sd_ablation(by_run: dict) -> list[str]:
@@ -83,7 +76,7 @@ def sd_ablation(by_run: dict) -> list[str]:
              f"{ddpm['sample_gflops_per_image'] / r['sample_gflops_per_image']:.1f}x" if ddpm else "n/a", ci(r),
              ci(r, "kid"), verdict(r, base, (name, "sd_nogate")) if base and name != "sd_nogate" else ""]
             for variant, name in SD_ABLATION.items() if (r := by_run.get(name))]  # fmt: skip
-    lines = [md_table(["variant", "run", "params", "teacher/student sampling MACs", "FID [95% CI]", "KID [95% CI]",
+    lines = [table(["variant", "run", "params", "teacher/student sampling MACs", "FID [95% CI]", "KID [95% CI]",
                        "vs `sd_nogate`"], rows)]  # fmt: skip
     if teach := next((r for r in by_run.values() if r.get("teacher_checkpoint")), None):
         path = Path(teach["teacher_checkpoint"]).resolve()  # relative to the checkout: results are committed
@@ -106,13 +99,13 @@ def markdown(results: dict) -> str:
         "taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
         f"> **Low-sample run:** {p['num_samples']} samples per model (paper-like is 10k+). FID is biased upwards at "
         "small N; these numbers rank the models of this run only.\n" if p["low_sample"] else "",
-        TABLE_START, table(runs), TABLE_END,
+        TABLE_START, main_table(runs), TABLE_END,
         "\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared: not separable). "
-        f"{results['feature_extractor']}, classifier test accuracy {num(results['classifier_accuracy'], '{:.4f}')}; "
+        f"{results['feature_extractor']}, classifier test accuracy {cell(results['classifier_accuracy'], '.4f', 'n/a')}; "
         f"N samples against {results['num_reference']} real test images; main sampler "
         f"{'DDIM (eta = 0)' if p['sampler'] == 'ddim' else 'ancestral'}, {p['sample_steps']} steps.\n",
         "\n## Reference rows (scored exactly as the models)\n",
-        md_table(["reference", "N", "FID [95% CI]", "KID [95% CI]", "KID subset std"],
+        table(["reference", "N", "FID [95% CI]", "KID [95% CI]", "KID subset std"],
                  [[f"`{r['run']}`: {r['description']}", r["num_samples"], ci(r), ci(r, "kid"), f"{r['kid_std']:.2g}"]
                   for r in results["reference"]]),  # fmt: skip
         "\n## Which differences the intervals separate\n",
@@ -124,7 +117,7 @@ def markdown(results: dict) -> str:
         f"and wall-clock; {min(p['curve_samples'], p['num_samples'])} samples each, nothing interpolated.\n",
         *budgets(by_run),
         "\n## Pareto: FID against sampling GFLOPs per image\n",
-        md_table(["run", "sampler", "steps (requested / taken)", "sample GFLOPs/img", "FID [95% CI]", "N"], pareto),
+        table(["run", "sampler", "steps (requested / taken)", "sample GFLOPs/img", "FID [95% CI]", "N"], pareto),
         "\n## Spectral Diffusion ablation (same slim width, steps and seed)\n", *sd_ablation(by_run),
         "\n`sd_ablation_spectrum.png`: each variant's radial power spectrum against real test images.\n\n## Settings\n",
         "Columns, FLOP counting, intervals and choices: docs/benchmarks.md. FID/KID intervals: "
@@ -134,7 +127,7 @@ def markdown(results: dict) -> str:
         "\n## Stage timings (for estimating a preset's time)\n",
         "Wall s (CPU s of this process, all threads; load average at the start): "
         + "; ".join(f"{k}: {stage(t)}" for k, t in results["timings"].items()) + ".\n",
-        md_table(["run", *(f"{k} s" for k in stages)],
+        table(["run", *(f"{k} s" for k in stages)],
                  [[f"`{r['run']}`", *(stage(r["timings"].get(k)) for k in stages)] for r in runs]),
         "\n## Plots\n", *[f"- `{name}`" for name in results["plots"]],
     ]  # fmt: skip
@@ -172,9 +165,9 @@ def compare(a_path: Path, b_path: Path, out: Path) -> Path:
         row = [f"`{ra['run']}`", ci(ra), ci(rb), "not separable" if s == 0 else "A better" if s < 0 else "B better"]
         for k in ("train_images_per_s", "sample_images_per_s"):
             row += [f"{ra[k]:.1f}", f"{rb[k]:.1f}", f"{rb[k] / ra[k]:.2f}x"]
-        rows.append(row + [num(_tail_loss(ra), "{:.4f}"), num(_tail_loss(rb), "{:.4f}")])
+        rows.append(row + [cell(_tail_loss(ra), ".4f", "n/a"), cell(_tail_loss(rb), ".4f", "n/a")])
     lines = [f"# {lb} against {la}\n", f"A: `{a_path}` (`{a['command']}`)  ", f"B: `{b_path}` (`{b['command']}`)\n",
-             md_table(["run", "FID A [95% CI]", "FID B [95% CI]", "FID", "train img/s A", "B", "B/A", "sample img/s A",
+             table(["run", "FID A [95% CI]", "FID B [95% CI]", "FID", "train img/s A", "B", "B/A", "sample img/s A",
                        "B", "B/A", "loss A (last 20 %)", "loss B"], rows),
              f"N = {shared[0][0]['num_samples']} (A) and {shared[0][1]['num_samples']} (B) samples per model; FID "
              f"from the same feature extractor when both say so: A {a['feature_extractor']}, B "
