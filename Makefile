@@ -26,9 +26,10 @@ data: install ## Fetch Fashion-MNIST (Debian package if root, else the HF hub) a
 	  || echo "apt-get could not install dataset-fashion-mnist; trying the Hugging Face hub"; fi
 	$(PY) -m scale_space_diffusion.data
 
-demo: data ## Train SSD on Fashion-MNIST 32x32 on CPU (2.5 min on 2 AVX512-BF16 cores), sample 64 PNGs and a grid
+demo: data ## Train SSD on Fashion-MNIST 32x32 on CPU (2.5 min on 2 AVX512-BF16 cores), sample 64 PNGs and a grid; the same from the shipped longer-trained model
 	$(VENV)/bin/ssd fit --config configs/ssd_fmnist32.yaml
 	$(VENV)/bin/ssd predict --config configs/ssd_fmnist32.yaml --ckpt_path last
+	$(VENV)/bin/ssd sample --model pretrained/ssd_fmnist32 --out outputs/ssd_fmnist32/pretrained
 
 demo-ddpm: data ## The same with the DDPM reference
 	$(VENV)/bin/ssd fit --config configs/ddpm_fmnist32.yaml

@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache-dir", default=None, help="default ~/.cache/scale_space_diffusion")
     args = p.parse_args(argv)
     dm = ImageDataModule(dataset=args.dataset, image_column=args.image_column, label_column=args.label_column,
-                         idx_dir=args.idx_dir, cache_dir=args.cache_dir)
+                         idx_dir=args.idx_dir, cache_dir=args.cache_dir,
+                         small_images="pad")  # only caching: how small images reach image_size is the config's choice
     try:
         dm.prepare_data()
         dm.setup()
