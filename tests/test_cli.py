@@ -178,7 +178,7 @@ def test_ssd_help_lists_every_subcommand_without_importing_torch_and_version_is_
     lines = done.stdout.splitlines()
     assert done.returncode == 0 and lines[-1] == "torch not loaded", done.stderr[-2000:]
     listed = [line.split()[0] for line in lines if line.startswith("  ")]
-    assert listed == list(SUBCOMMANDS) == ["fit", "validate", "test", "predict", "export", "fid"]
+    assert listed == list(SUBCOMMANDS) == ["fit", "validate", "test", "predict", "export", "sample", "fid"]
     done = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, timeout=60)
     import scale_space_diffusion
 
