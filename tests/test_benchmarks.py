@@ -44,7 +44,7 @@ def test_smoke_preset_writes_every_record_and_plot(smoke):
         assert {2, 4} <= steps and all(ordered(c) and c["num_samples"] == 6 for c in r["checkpoints"])
         samplers = {(q["sampler"], q["requested_steps"]) for q in r["pareto"]}
         assert samplers == {("ddim", 4), ("ancestral", 3)} and all(ordered(q) for q in r["pareto"])
-        assert len(r["radial_power"]) == 16
+        assert len(r["radial_power"]) == 16 and r["blockiness_2x2"] > 0
         curve = r["train_loss_curve"]  # every trained step's loss, by windows of 50
         assert len(curve) == -(-r["trained_steps"] // r["train_loss_window"]) and all(0 < v < 1e3 for v in curve)
     refs = {(x["run"], x["num_samples"]) for x in results["reference"]}
@@ -69,6 +69,9 @@ def test_smoke_preset_writes_every_record_and_plot(smoke):
     assert "Low-sample run" in md and "EMA" in md and all(f"`{name}`" in md for name in RUNS)
     assert "<!-- benchmark-table -->" in md and "[95% CI]" in md and "train_vs_test" in md
     assert all(v in md for v in SD_ABLATION) and "Teacher:" in md and "equal FLOPs" in md
+    ddpm_row = next(line for line in md.splitlines() if line.startswith("| `ddpm` |"))
+    blocks, distance = (float(x) for x in ddpm_row.strip("| ").split(" | ")[-2:])  # B1, B3 of metrics/sharpness.py
+    assert blocks == pytest.approx(by_run["ddpm"]["blockiness_2x2"], abs=1e-3) and distance >= 0
 
 
 def test_restart_skips_finished_runs_and_reruns_the_rest(smoke, tmp_path, capsys):

@@ -8,7 +8,9 @@ import json
 import re
 from pathlib import Path
 
-from scale_space_diffusion.metrics import rank_by_intervals, separable
+import torch
+
+from scale_space_diffusion.metrics import power_distance, rank_by_intervals, separable
 
 from ..output import cell, table
 from .presets import SD_ABLATION, recorded_preset
@@ -40,18 +42,23 @@ def stage(t: dict | None) -> str:
     return f"{t['s']:.1f} ({t['cpu_s']:.0f}, {t['load']})" if t else ""
 
 
-def main_table(runs: list[dict]) -> str:
+def main_table(runs: list[dict], real_power: list[float]) -> str:
+    """The README's table; the last two columns (B1, B3 of metrics/sharpness.py) see the blocks and the missing or
+    excess detail that a classifier-feature FID barely sees (runs before they were recorded: n/a)."""
     ranks = rank_by_intervals({r["run"]: tuple(r["fid_ci95"]) for r in runs})
     teacher = {r["run"]: f" (+{r['teacher_gflops']:.3g} teacher fwd)" if r["teacher_gflops"] else "" for r in runs}
     rows = [[f"`{r['run']}`", f"{r['params'] / 1e6:.3f}M", f"{r['train_gflops_per_image']:.3g}" + teacher[r["run"]],
              f"{r['sample_gflops_per_image']:.3g}", f"{r['train_images_per_s']:.1f}", f"{r['sample_images_per_s']:.1f}",
              ci(r), ranks[r["run"]], ci(r, "kid"), f"{r['kid_std']:.2g}",
              f"{r['num_samples']}" + (" (low)" if r["low_sample"] else ""), r["steps"],
-             f"{cell(r['train_seconds'], '.0f', 'n/a')} ({r['timings']['fit']['load']})", cell(r["steps_in_ddpm_time"], "", "n/a")]
+             f"{cell(r['train_seconds'], '.0f', 'n/a')} ({r['timings']['fit']['load']})", cell(r["steps_in_ddpm_time"], "", "n/a"),
+             cell(r.get("blockiness_2x2"), ".3f", "n/a"),
+             f"{power_distance(torch.tensor(r['radial_power']), torch.tensor(real_power)):.3f}"]
             for r in runs]  # fmt: skip
     return table(["run", "params", "train GFLOPs/img", "sample GFLOPs/img", "train img/s", "sample img/s",
-                     f"{runs[0]['feature_extractor']} [95% CI]", "rank", "KID [95% CI]", "KID subset std", "N",
-                     "sampler steps", "train s (load)", "steps in DDPM time"], rows)  # fmt: skip
+                  f"{runs[0]['feature_extractor']} [95% CI]", "rank", "KID [95% CI]", "KID subset std", "N",
+                  "sampler steps", "train s (load)", "steps in DDPM time", "2x2 blockiness (real ~1)",
+                  "spectrum distance to real"], rows)  # fmt: skip
 
 
 def budgets(by_run: dict) -> list[str]:
@@ -99,7 +106,7 @@ def markdown(results: dict) -> str:
         "taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
         f"> **Low-sample run:** {p['num_samples']} samples per model (paper-like is 10k+). FID is biased upwards at "
         "small N; these numbers rank the models of this run only.\n" if p["low_sample"] else "",
-        TABLE_START, main_table(runs), TABLE_END,
+        TABLE_START, main_table(runs, results["real_radial_power"]), TABLE_END,
         "\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared: not separable). "
         f"{results['feature_extractor']}, classifier test accuracy {cell(results['classifier_accuracy'], '.4f', 'n/a')}; "
         f"N samples against {results['num_reference']} real test images; main sampler "

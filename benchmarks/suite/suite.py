@@ -16,7 +16,7 @@ import torch
 from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.images import save_grid, save_png
 from scale_space_diffusion.io.loading import load_model
-from scale_space_diffusion.metrics import param_counts, training_flops_breakdown
+from scale_space_diffusion.metrics import blockiness, param_counts, training_flops_breakdown
 from scale_space_diffusion.models.base import DiffusionModule
 
 from ..machine import hardware
@@ -105,6 +105,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
     return {**record, "sample_gflops_per_image": flops["gflops"], "sample_gflops_traced": flops["flops_traced"] / 1e9,
             "steps": flops["num_steps"], "sample_images_per_s": p.num_samples / timings["sample"]["s"],
             "samples_dir": str(run_dir / "samples"), "radial_power": spectrum(images), "checkpoints": curve,
+            "blockiness_2x2": blockiness(images[:1000], 2),
             "pareto": pareto, "timings": timings, "feature_extractor": judge.label, "low_sample": p.low_sample}
 
 

@@ -17,7 +17,7 @@ _EXPORTS = {
     **dict.fromkeys(["count_flops", "count_params", "count_train_flops"], ".flops"),
     **dict.fromkeys(["param_counts", "sampling_flops", "training_flops", "training_flops_breakdown"], ".model_flops"),
     "FIDCallback": ".fid_callback",
-    **dict.fromkeys(["blockiness", "spectrum_distance", "spectrum_log_ratio"], ".sharpness"),
+    **dict.fromkeys(["blockiness", "power_distance", "spectrum_distance", "spectrum_log_ratio"], ".sharpness"),
 }  # fmt: skip
 __all__ = sorted(_EXPORTS)
 

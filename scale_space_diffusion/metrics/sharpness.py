@@ -57,12 +57,20 @@ def spectrum_log_ratio(samples: Tensor, real: Tensor, num_bins: int = 16) -> Ten
     if samples.shape[1:] != real.shape[1:]:
         raise ValueError(f"samples {tuple(samples.shape[1:])} and real images {tuple(real.shape[1:])} differ in shape; "
                          "compare images of one size and channel count")  # fmt: skip
+    return power_log_ratio(radial_power_spectrum(samples, num_bins), radial_power_spectrum(real, num_bins))
+
+
+def power_log_ratio(power_samples: Tensor, power_real: Tensor) -> Tensor:
+    """(B2) from two radial power spectra (num_bins,) already computed, e.g. stored in a benchmark's results."""
     tiny = torch.finfo(torch.float64).tiny
-    p_s = radial_power_spectrum(samples, num_bins).clamp_min(tiny)
-    p_r = radial_power_spectrum(real, num_bins).clamp_min(tiny)
-    return p_s.log10() - p_r.log10()
+    return power_samples.double().clamp_min(tiny).log10() - power_real.double().clamp_min(tiny).log10()
 
 
 def spectrum_distance(samples: Tensor, real: Tensor, num_bins: int = 16) -> float:
     """(B3) RMS over radial bands of (B2); 0 when the spectra agree, 1 for a tenfold power error in every band."""
     return float(spectrum_log_ratio(samples, real, num_bins).square().mean().sqrt())
+
+
+def power_distance(power_samples: Tensor, power_real: Tensor) -> float:
+    """(B3) from two radial power spectra already computed."""
+    return float(power_log_ratio(power_samples, power_real).square().mean().sqrt())

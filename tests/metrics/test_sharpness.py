@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scale_space_diffusion.metrics.sharpness import blockiness, boundary_energy, spectrum_distance, spectrum_log_ratio
+from scale_space_diffusion.metrics.sharpness import (blockiness, boundary_energy, power_distance, power_log_ratio, spectrum_distance,
+                                                     spectrum_log_ratio)
+from scale_space_diffusion.metrics.spectrum import radial_power_spectrum
 
 
 def smooth_images(n=64, size=32, seed=0):
@@ -81,3 +83,12 @@ def test_spectrum_distance_is_zero_for_equal_spectra_and_signs_missing_detail():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_the_log_ratio_of_stored_spectra_is_the_log_ratio_of_the_images():
+    g = torch.Generator().manual_seed(1)
+    samples, real = torch.rand(4, 1, 16, 16, generator=g) * 2 - 1, torch.rand(4, 1, 16, 16, generator=g) * 2 - 1
+    stored = power_log_ratio(radial_power_spectrum(samples).float(), radial_power_spectrum(real).float())
+    assert torch.allclose(stored, spectrum_log_ratio(samples, real), atol=1e-6)  # float32 storage, float64 math
+    powers = radial_power_spectrum(samples), radial_power_spectrum(real)
+    assert power_distance(*powers) == pytest.approx(spectrum_distance(samples, real), rel=1e-12)
