@@ -93,6 +93,23 @@ def test_restart_skips_finished_runs_and_reruns_the_rest(smoke, tmp_path, capsys
     assert [r["fid"] for r in after["runs"][:-1]] == [r["fid"] for r in results["runs"]]
 
 
+@pytest.mark.parametrize("recorded", [{"judge": "clf0123456789ab"}, {"judge": None, "classifier_accuracy": 0.5}])
+def test_a_run_scored_by_another_judge_is_not_continued(smoke, tmp_path, recorded, capsys):
+    """Another machine trains another feature classifier: FIDs under two judges would not compare (older results,
+    without the judge's identity, are compared by the classifier's accuracy)."""
+    out, data = smoke
+    shutil.copytree(out, copy := tmp_path / "bench")
+    results = json.loads((copy / "results.json").read_text())
+    assert results["judge"].startswith("clf")  # the classifier file's sha1
+    results.update(recorded)
+    if recorded["judge"] is None:
+        del results["judge"]
+    (copy / "results.json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="scored by another FID judge.*--fresh"):
+        main(["--preset", "smoke", "--out", str(copy), *data])
+    assert "skipped" not in capsys.readouterr().out  # refused before any run
+
+
 def test_checkpoints_are_reused_and_the_teacher_found(smoke, tmp_path):
     out, data = smoke
     ddpm = out / "ddpm" / "model.ckpt"

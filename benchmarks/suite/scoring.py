@@ -41,6 +41,7 @@ class Judge:
     feature: torch.nn.Module  # uint8 (N, C, H, W) -> (N, D)
     reference: Reference  # the real test split's features and statistics
     label: str  # e.g. "FID (fmnist-classifier features)"
+    identity: str  # "inception", or "clf" + the classifier file's sha1: scores compare only under one identity
     resamples: int
     seed: int
     classifier_accuracy: float | None  # test accuracy of the feature classifier
@@ -72,7 +73,7 @@ def make_judge(data: ImageDataModule, extractor: str, cache_dir: Path, epochs: i
         fe_id = "clf" + hashlib.sha1(classifier.read_bytes()).hexdigest()[:12]
     feature = build_feature_module(extractor, classifier, weights).eval()
     ref = reference_stats(reference_features(feature, reference, cache_dir, f"{tag}-{fe_id}"))
-    return Judge(feature, ref, feature_label(extractor, classifier_dataset=tag), resamples, seed, accuracy)
+    return Judge(feature, ref, feature_label(extractor, classifier_dataset=tag), fe_id, resamples, seed, accuracy)
 
 
 def sample(model, p: Preset, sampler: str, steps: int, n: int) -> tuple[torch.Tensor, dict]:

@@ -109,6 +109,16 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
             "pareto": pareto, "timings": timings, "feature_extractor": judge.label, "low_sample": p.low_sample}
 
 
+def check_same_judge(results: dict, judge: Judge, out: Path) -> None:
+    """A continued suite must score with the judge its finished runs had (another machine trains another classifier;
+    results before the judge was recorded: compared by classifier accuracy), else its FIDs would not compare."""
+    old = results.get("judge") or results.get("classifier_accuracy")
+    if results["runs"] and old != (judge.identity if "judge" in results else judge.classifier_accuracy):
+        raise SystemExit(f"error: {out / 'results.json'} was scored by another FID judge ({old}; here {judge.identity}, "
+                         f"accuracy {judge.classifier_accuracy}): its FIDs would not compare with new ones; pass --fresh, "
+                         "or --cache-dir with the classifier that run used")  # fmt: skip
+
+
 def _finished(record: dict | None) -> bool:
     if record is None or not Path(record["checkpoint"]).is_file():
         return False
@@ -155,8 +165,9 @@ def run_preset(p: Preset, out: Path, only: list[str] | None, ckpts: dict[str, st
     with timed(timings, "this invocation"):
         with timed(timings, "classifier and reference features"):
             judge = make_judge(data, extractor, cache_dir, p.classifier_epochs, p.seed, p.resamples, inception_weights)
+        check_same_judge(results, judge, out)
         results.update(feature_extractor=judge.label, classifier_accuracy=judge.classifier_accuracy,
-                       num_reference=judge.reference.num)  # fmt: skip
+                       num_reference=judge.reference.num, judge=judge.identity)  # fmt: skip
         if "reference" not in results:
             with timed(timings, "reference rows"):
                 sizes = [p.num_samples, min(p.curve_samples, p.num_samples)]
