@@ -20,6 +20,7 @@ PAIRS = [  # (a, b, what the difference isolates)
     ("ddpm_x0", "ddpm", "the parameterisation (x0 + min-SNR vs eps), same backbone and steps"),
     ("ssd_convex", "ddpm_x0", "the resolution ladder (3 levels vs 1), same parameterisation"),
     ("ssd_convex", "ddpm", "SSD against the DDPM reference, equal steps"),
+    ("ssd_2l", "ssd_convex", "the number of ladder levels (2 vs 3; the SSD paper compares 2 and 4)"),
     ("ssd_equal", "ssd_convex", "the ladder schedule (equal vs convex-0.5)"),
     ("ssd_full_unet", "ssd_convex", "Flexi-UNet vs the full UNet at every step"),
     ("sd_distilled", "sd_plain", "distillation from the teacher (gated student)"),

@@ -15,8 +15,8 @@ from scale_space_diffusion.models.settings import Optimization, Sampling
 
 from .presets import Preset
 
-SSD = {"ddpm_x0": (1, "convex", "flexi"), "ssd_convex": (3, "convex", "flexi"), "ssd_equal": (3, "equal", "flexi"),
-       "ssd_full_unet": (3, "convex", "full")}  # run -> (num_levels, ladder_schedule, unet_mode)  # fmt: skip
+SSD = {"ddpm_x0": (1, "convex", "flexi"), "ssd_convex": (3, "convex", "flexi"), "ssd_2l": (2, "convex", "flexi"),
+       "ssd_equal": (3, "equal", "flexi"), "ssd_full_unet": (3, "convex", "full")}  # run -> (levels, ladder, unet_mode)
 SD = {"sd_distilled": (True, True), "sd_plain": (True, False), "sd_nogate_distilled": (False, True),
       "sd_nogate": (False, False)}  # run -> (gating, distilled)  # fmt: skip
 LOSS_WINDOW = 50  # training steps per point of the loss curve
