@@ -80,7 +80,8 @@ class Preset:
         return {**asdict(self), "low_sample": self.low_sample}
 
 
-STANDARD = Preset("standard")  # every run and ablation, 5000 samples each: 104 min on 2 CPU cores (2026-12-02)
+# standard: every run and ablation, 5000 samples each: 104 min on 2 CPU cores (2026-12-02, 9 runs; ssd_2l came later)
+STANDARD = Preset("standard")
 QUICK = replace(  # the four models the package compares, low-sample: 23 min on 2 CPU cores
     STANDARD, name="quick", steps=800, ema_start_step=100, checkpoints=(0.5,), budget_runs=("ssd_convex",),
     max_extend=1.5, num_samples=1000, curve_samples=300, sample_batch=250, resamples=300,

@@ -52,7 +52,8 @@ def main_table(runs: list[dict], real_power: list[float]) -> str:
              f"{r['sample_gflops_per_image']:.3g}", f"{r['train_images_per_s']:.1f}", f"{r['sample_images_per_s']:.1f}",
              ci(r), ranks[r["run"]], ci(r, "kid"), f"{r['kid_std']:.2g}",
              f"{r['num_samples']}" + (" (low)" if r["low_sample"] else ""), r["steps"],
-             f"{cell(r['train_seconds'], '.0f', 'n/a')} ({r['timings']['fit']['load']})", cell(r["steps_in_ddpm_time"], "", "n/a"),
+             f"{cell(r['train_seconds'], '.0f', 'n/a')} ({r['timings']['fit']['load']})",
+             cell(r["steps_in_ddpm_time"], "", "n/a"),
              cell(r.get("blockiness_2x2"), ".3f", "n/a"),
              f"{power_distance(torch.tensor(r['radial_power']), torch.tensor(real_power)):.3f}"]
             for r in runs]  # fmt: skip
@@ -109,7 +110,8 @@ def markdown(results: dict) -> str:
         "small N; these numbers rank the models of this run only.\n" if p["low_sample"] else "",
         TABLE_START, main_table(runs, results["real_radial_power"]), TABLE_END,
         "\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared: not separable). "
-        f"{results['feature_extractor']}, classifier test accuracy {cell(results['classifier_accuracy'], '.4f', 'n/a')}; "
+        f"{results['feature_extractor']}, classifier test accuracy "
+        f"{cell(results['classifier_accuracy'], '.4f', 'n/a')}; "
         f"N samples against {results['num_reference']} real test images; main sampler "
         f"{'DDIM (eta = 0)' if p['sampler'] == 'ddim' else 'ancestral'}, {p['sample_steps']} steps.\n",
         "\n## Reference rows (scored exactly as the models)\n",

@@ -114,9 +114,9 @@ def check_same_judge(results: dict, judge: Judge, out: Path) -> None:
     results before the judge was recorded: compared by classifier accuracy), else its FIDs would not compare."""
     old = results.get("judge") or results.get("classifier_accuracy")
     if results["runs"] and old != (judge.identity if "judge" in results else judge.classifier_accuracy):
-        raise SystemExit(f"error: {out / 'results.json'} was scored by another FID judge ({old}; here {judge.identity}, "
-                         f"accuracy {judge.classifier_accuracy}): its FIDs would not compare with new ones; pass --fresh, "
-                         "or --cache-dir with the classifier that run used")  # fmt: skip
+        raise SystemExit(f"error: {out / 'results.json'} was scored by another FID judge ({old}; here "
+                         f"{judge.identity}, accuracy {judge.classifier_accuracy}): its FIDs would not compare with "
+                         "new ones; pass --fresh, or --cache-dir with the classifier that run used")
 
 
 def _finished(record: dict | None) -> bool:
