@@ -60,7 +60,7 @@ def sample(args: list[str]) -> Path:
     import torch
 
     from .callbacks import next_run_dir
-    from .images import save_grid, save_png
+    from .images import save_samples
     from .io.pretrained import from_pretrained
 
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -70,9 +70,6 @@ def sample(args: list[str]) -> Path:
     print(f"Sampling {opts.num_images} images from {opts.model} ({type(model).__name__}, {steps or 'all'} steps, "
           f"seed {opts.seed}, {device}) into {run_dir}", flush=True)  # fmt: skip
     images = model.generate(opts.num_images, steps=steps, seed=opts.seed, output_type="uint8", batch_size=opts.batch_size)
-    run_dir.mkdir(parents=True)
-    for i, image in enumerate(images):
-        save_png(image, run_dir / f"{i:06d}.png")
-    save_grid(images[:64], run_dir / "grid.png", nrow=8, upscale=max(1, min(4, 128 // images.shape[-1])))
+    save_samples(images, run_dir, run_dir / "grid.png")
     print(f"Wrote {len(images)} samples and grid.png to {run_dir}")
     return run_dir

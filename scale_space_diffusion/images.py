@@ -50,3 +50,12 @@ def ladder_strip(rows: Sequence[Sequence[Tensor]], size: int) -> Tensor:
     """Rows of (C,h,w) [-1,1] images at mixed resolutions, nearest-upscaled to ``size``, as one uint8 grid."""
     tiles = [F.interpolate(img[None].float(), size=(size, size), mode="nearest")[0] for row in rows for img in row]
     return grid(to_uint8(torch.stack(tiles)), nrow=len(rows[0]))
+
+
+def save_samples(images: Tensor, folder: str | Path, grid_path: str | Path) -> None:
+    """uint8 (N,C,H,W) as ``folder/000000.png``, ... (``folder`` is created and must not exist) and the first 64 as an
+    8-wide grid at ``grid_path``, nearest-upscaled to about 128 px per image (at most 4x)."""
+    Path(folder).mkdir(parents=True)
+    for i, image in enumerate(images):
+        save_png(image, Path(folder) / f"{i:06d}.png")
+    save_grid(images[:64], grid_path, nrow=8, upscale=max(1, min(4, 128 // images.shape[-1])))

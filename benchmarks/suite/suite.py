@@ -14,7 +14,7 @@ import lightning as L
 import torch
 
 from scale_space_diffusion.data import ImageDataModule
-from scale_space_diffusion.images import save_grid, save_png
+from scale_space_diffusion.images import save_samples
 from scale_space_diffusion.io.loading import load_model
 from scale_space_diffusion.metrics import blockiness, param_counts, training_flops_breakdown
 from scale_space_diffusion.models.base import DiffusionModule
@@ -93,10 +93,7 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
     with timed(timings, "sampling FLOPs count"):
         flops = counted_flops(model, p, p.sampler, p.sample_steps, trace=True, cache=caches[p.sampler])
     images, timings["sample"] = sample(model, p, p.sampler, p.sample_steps, p.num_samples)
-    (run_dir / "samples").mkdir(parents=True)
-    for i, image in enumerate(images):
-        save_png(image, run_dir / "samples" / f"{i:06d}.png")
-    save_grid(images[:64], run_dir / "grid.png", nrow=8, upscale=max(1, min(4, 128 // p.image_size)))
+    save_samples(images, run_dir / "samples", run_dir / "grid.png")
     with timed(timings, "score"):
         record.update(judge.score(images, f"{name}: features"))
     with timed(timings, "curves"):
