@@ -28,3 +28,13 @@ def test_the_shipped_model_is_the_demo_network_and_samples_images():
     assert model.process.ladder.resolutions == [32, 16, 8]
     x = model.generate(2, steps=3, output_type="tensor", progress=False)
     assert x.shape == (2, 1, 32, 32) and torch.isfinite(x).all() and x.std() > 0.1
+
+
+def test_the_readmes_demo_scores_are_the_committed_records():
+    import json
+
+    scores = json.loads((FOLDER / "demo_scores.json").read_text())
+    shipped, short = (round(100 * scores[k]["confident_share"]) for k in ("shipped_model", "make_demo_800_steps"))
+    readme, card = (ROOT / "README.md").read_text(), (FOLDER / "README.md").read_text()
+    assert f"about {shipped} % of" in readme and f"against {short} %" in readme
+    assert f"| {shipped} % (" in card and f"| {short} % (" in card
