@@ -41,6 +41,8 @@ class SpectralDiffusion(DDPM):
         spatial_weight: lambda_s, the weight of the feature MSE.
         spectral_weight: lambda_f, the weight of the frequency-weighted feature loss.
         alpha: exponent of omega = |FFT2(x_0)|^alpha.
+        match_features: match the last decoder block at every shared resolution as well as the network output;
+            False matches the output alone (the teacher's prediction as a second regression target).
         schedule: the noise schedule; must equal the teacher's.
         loss: what the network predicts and the per-timestep weighting; a teacher of the other parameterisation (e.g.
             a DDPM-x0 teacher for an eps student) has its output converted through x0_hat before it is matched.
@@ -51,7 +53,7 @@ class SpectralDiffusion(DDPM):
             CPU unless measured faster there; the first step of each path prints its compile time.
     """
 
-    run_settings = DDPM.run_settings + ("teacher", "spatial_weight", "spectral_weight", "alpha")
+    run_settings = DDPM.run_settings + ("teacher", "spatial_weight", "spectral_weight", "alpha", "match_features")
     training_files = ("teacher",)
 
     def __init__(
@@ -61,6 +63,7 @@ class SpectralDiffusion(DDPM):
         spatial_weight: float = 0.1,
         spectral_weight: float = 0.1,
         alpha: float = -1.0,
+        match_features: bool = True,
         schedule: NoiseSchedule = NoiseSchedule(),
         loss: DiffusionLoss = DiffusionLoss("eps", "constant"),
         optim: Optimization = Optimization(),
@@ -70,6 +73,7 @@ class SpectralDiffusion(DDPM):
         super().__init__(net, schedule, loss, optim, sampling, torch_compile)
         self.save_hyperparameters(ignore=["net"])
         self.distill = SpectralDistillationLoss(spatial_weight, spectral_weight, alpha)
+        self.match_features = match_features
         self.teacher_path = None if teacher is None else str(teacher)  # a Path would not load weights_only
         self._teacher: _Frozen | None = None
         self.align = nn.ModuleDict()  # student -> teacher width, per matched resolution
@@ -108,9 +112,9 @@ class SpectralDiffusion(DDPM):
                 f"and image_size={t_net.image_size} (and the data's) to match"
             )
         teacher.requires_grad_(False).eval()
-        self._teacher = _Frozen(teacher.net)
+        self._teacher = _Frozen(teacher.sampling_net)  # the weights it samples with: its EMA once that has started
         self.teacher_parameterization = teacher.loss_fn.parameterization  # its output is converted to the student's
-        self.matched = sorted(set(t_net.levels) & set(s_net.levels))
+        self.matched = sorted(set(t_net.levels) & set(s_net.levels)) if self.match_features else []
         for res in self.matched:
             if str(res) not in self.align:
                 self.align[str(res)] = nn.Conv2d(s_net.level_channels[res], t_net.level_channels[res], 1)

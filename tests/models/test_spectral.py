@@ -88,3 +88,33 @@ def test_an_x0_teacher_distils_an_eps_student_through_the_parameterisation(tmp_p
     finally:
         model.distill.__class__.__call__ = real
     assert torch.isfinite(seen["out"]).all() and seen["out"].std() > 0.1  # eps-scale, not an x0 in [-1, 1] copied
+
+
+def test_the_teacher_teaches_with_its_ema_weights():
+    """A teacher trained with EMA is scored by its EMA samples; the student must match that network, not the raw
+    weights of its last optimizer step."""
+    teacher = DDPM(UNet(**NET, model_channels=32), schedule=NoiseSchedule(timesteps=100),
+                   optim=Optimization(ema_decay=0.5, ema_start_step=0), sampling=Sampling(grid_size=0))  # fmt: skip
+    teacher.net_ema.update(teacher.net)
+    with torch.no_grad():
+        for p in teacher.net.parameters():
+            p.add_(1.0)  # the raw weights move on
+    model = student(None)
+    model.attach_teacher(teacher)
+    assert model.teacher is teacher.net_ema.module and model.teacher is not teacher.net
+    plain = DDPM(UNet(**NET, model_channels=32), schedule=NoiseSchedule(timesteps=100), optim=Optimization(ema_decay=None))
+    model.attach_teacher(plain)  # no EMA (or not started): the raw weights are all there is
+    assert model.teacher is plain.net
+
+
+def test_match_features_false_matches_the_output_alone(teacher_ckpt):
+    model = student(teacher_ckpt, match_features=False)
+    assert model.matched == [] and len(model.align) == 0
+    seen = {}
+    real = model.distill.__class__.__call__
+    model.distill.__class__.__call__ = lambda self, s, t, x0: seen.update(n=len(s)) or real(self, s, t, x0)
+    try:
+        model.training_step((torch.rand(2, 1, 16, 16) * 2 - 1, torch.zeros(2, dtype=torch.long)), 0)
+    finally:
+        model.distill.__class__.__call__ = real
+    assert seen["n"] == 1
