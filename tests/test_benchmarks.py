@@ -51,10 +51,11 @@ def test_smoke_preset_writes_every_record_and_plot(smoke):
     assert refs == {("train_vs_test", 8), ("prior_noise", 8), ("train_vs_test", 6), ("prior_noise", 6)}
     assert all(ordered(x) for x in results["reference"])
     by_run = {r["run"]: r for r in results["runs"]}
-    ddpm_ckpt = by_run["ddpm"]["checkpoint"]
+    teacher = min((by_run["ddpm"], by_run["ddpm_x0"]), key=lambda r: r["fid"])  # chosen by FID in the same run
     for name in ("sd_distilled", "sd_nogate_distilled"):
-        assert by_run[name]["teacher_checkpoint"] == ddpm_ckpt and by_run[name]["teacher_steps"] == 4
-        assert by_run[name]["teacher_gflops"] > 0
+        assert by_run[name]["teacher_checkpoint"] == teacher["checkpoint"] and by_run[name]["teacher_steps"] == 4
+        assert by_run[name]["teacher_run"] == teacher["run"] and by_run[name]["teacher_fid"] == teacher["fid"]
+        assert by_run[name]["teacher_gflops"] > 0 and by_run[name]["teacher_train_seconds"] > 0
     assert by_run["sd_plain"]["teacher_gflops"] == 0 and "teacher_checkpoint" not in by_run["sd_plain"]
     assert by_run["ddpm"]["steps_in_ddpm_time"] == by_run["ddpm"]["train_steps"]
     ssd = by_run["ssd_convex"]  # a budget run: trained on past `steps` to DDPM's FLOPs and wall-clock
@@ -69,6 +70,7 @@ def test_smoke_preset_writes_every_record_and_plot(smoke):
     assert "Low-sample run" in md and "EMA" in md and all(f"`{name}`" in md for name in RUNS)
     assert "<!-- benchmark-table -->" in md and "[95% CI]" in md and "train_vs_test" in md
     assert all(v in md for v in SD_ABLATION) and "Teacher:" in md and "equal FLOPs" in md
+    assert f"the student against its teacher (`{teacher['run']}`)" in md and "Distillation at each scored length" in md
     ddpm_row = next(line for line in md.splitlines() if line.startswith("| `ddpm` |"))
     blocks, distance = (float(x) for x in ddpm_row.strip("| ").split(" | ")[-2:])  # B1, B3 of metrics/sharpness.py
     assert blocks == pytest.approx(by_run["ddpm"]["blockiness_2x2"], abs=1e-3) and distance >= 0
@@ -215,7 +217,7 @@ def test_sample_images_runs_under_the_precision_asked_for():
 
 
 def test_distillation_without_a_teacher_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="ddpm"):
+    with pytest.raises(SystemExit, match="ddpm and ddpm_x0 runs; include one"):
         main(["--preset", "smoke", "--out", str(tmp_path), "--only", "sd_distilled"])
 
 

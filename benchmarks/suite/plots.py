@@ -15,6 +15,7 @@ from scale_space_diffusion.images import grid
 
 from ..output import plt, save_figure as save
 from .presets import SD_ABLATION
+from .report import teacher_of
 
 
 def _fid(ax, points: list[dict], x: list[float], label: str, color: str, marker: str = "o", ls: str = "-") -> None:
@@ -106,7 +107,8 @@ def ladder(path: Path, image_size: int, T: int, num_levels: int = 3) -> Path:
 def sd_ablation_spectrum(results: dict, path: Path) -> Path | None:
     """Radially averaged power spectrum of each SD variant's samples (and the teacher's) against real test images."""
     by_run, real = {r["run"]: r for r in results["runs"]}, np.array(results["real_radial_power"])
-    shown = [(v, by_run[n]) for v, n in (*SD_ABLATION.items(), ("teacher (ddpm)", "ddpm")) if n in by_run]
+    teacher = teacher_of(by_run)
+    shown = [(v, by_run[n]) for v, n in (*SD_ABLATION.items(), (f"teacher ({teacher})", teacher)) if n in by_run]
     if not shown:
         return None
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))

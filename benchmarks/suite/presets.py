@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 RUNS = {  # the suite's runs, in its order: name -> what it is
-    "ddpm": "DDPM, eps-prediction, ADM UNet (the reference, and the SD teacher)",
-    "ddpm_x0": "DDPM-x0: SSD with 1 level (x0-prediction, min-SNR-5 weights), same backbone",
+    "ddpm": "DDPM, eps-prediction, ADM UNet (the reference)",
+    "ddpm_x0": "DDPM-x0: a DDPM with x0-prediction and min-SNR-5 weights (SSD with 1 level), same backbone",
     "ssd_convex": "SSD, 3 levels, convex-0.5 ladder, Flexi-UNet",
     "ssd_2l": "SSD, 2 levels, convex-0.5 ladder, Flexi-UNet (the SSD paper's 2-level row)",
     "ssd_equal": "SSD, 3 levels, equal ladder, Flexi-UNet",
     "ssd_full_unet": "SSD, 3 levels, convex-0.5, full UNet at every step (ablation)",
-    "sd_distilled": "Spectral Diffusion: slim wavelet-gated UNet, distilled from the ddpm run (full SD)",
+    "sd_distilled": "Spectral Diffusion: slim wavelet-gated UNet (x0, min-SNR-5), distilled from the better teacher",
     "sd_plain": "the same gated slim net, no teacher (+gating)",
     "sd_nogate_distilled": "slim UNet without gates, distilled (+spectral loss)",
     "sd_nogate": "slim UNet without gates, no teacher (plain slim)",

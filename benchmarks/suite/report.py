@@ -25,8 +25,7 @@ PAIRS = [  # (a, b, what the difference isolates)
     ("ssd_full_unet", "ssd_convex", "Flexi-UNet vs the full UNet at every step"),
     ("sd_distilled", "sd_plain", "distillation from the teacher (gated student)"),
     ("sd_plain", "sd_nogate", "the wavelet gates (no teacher)"),
-    ("sd_distilled", "ddpm", "the student against its teacher"),
-]
+]  # and the student against its teacher, the run that taught it (``pairs``)
 
 
 def ci(r: dict, key: str = "fid") -> str:
@@ -79,6 +78,28 @@ def budgets(by_run: dict) -> list[str]:
             table(["run", "budget", "step", "training GFLOPs", "training s", "FID [95% CI]", "vs DDPM"], rows)]
 
 
+def teacher_of(by_run: dict) -> str:
+    """The run that taught the distilled students (results from before the teacher was chosen by FID: ddpm)."""
+    return next((r["teacher_run"] for r in by_run.values() if r.get("teacher_run")), "ddpm")
+
+
+def pairs(by_run: dict) -> list[tuple[str, str, str]]:
+    teacher = teacher_of(by_run)
+    return [*PAIRS, ("sd_distilled", teacher, f"the student against its teacher (`{teacher}`)")]
+
+
+def distillation_lengths(by_run: dict) -> list[str]:
+    """SD distilled vs plain vs their teacher at each scored length (the same steps, the checkpoints' samples)."""
+    names = ("sd_distilled", "sd_plain", teacher_of(by_run))
+    if not all(n in by_run for n in names):
+        return []
+    at = [{q["step"]: q for q in by_run[n]["checkpoints"]} for n in names]
+    rows = [[q["labels"][0], step, *(ci(a[step]) for a in at), verdict(q, at[1][step], names[:2])]
+            for step, q in sorted(at[0].items()) if all(step in a for a in at[1:])]  # fmt: skip
+    return ["\nDistillation at each scored length (same steps; the checkpoints' samples):\n",
+            table(["length", "step", *(f"`{n}` FID [95% CI]" for n in names), "distilled vs plain"], rows)]
+
+
 def sd_ablation(by_run: dict) -> list[str]:
     ddpm, base = by_run.get("ddpm"), by_run.get("sd_nogate")
     rows = [[variant, f"`{name}`", f"{r['params']:,}",
@@ -90,9 +111,10 @@ def sd_ablation(by_run: dict) -> list[str]:
     if teach := next((r for r in by_run.values() if r.get("teacher_checkpoint")), None):
         path = Path(teach["teacher_checkpoint"]).resolve()  # relative to the checkout: results are committed
         path = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-        lines.append(f"Teacher: `{path}` (the suite's `ddpm` run, step {teach['teacher_steps']}, sha1 "
-                     f"{teach['teacher_sha1']}).")  # fmt: skip
-    return lines
+        lines.append(f"Teacher: `{path}` (the suite's `{teacher_of(by_run)}` run, step {teach['teacher_steps']}, "
+                     f"sha1 {teach['teacher_sha1']}" + (f", FID {ci(teach, 'teacher_fid')}, trained in "
+                     f"{teach['teacher_train_seconds']:.0f} s" if teach.get("teacher_train_seconds") else "") + ").")
+    return lines + distillation_lengths(by_run)
 
 
 def markdown(results: dict) -> str:
@@ -120,7 +142,7 @@ def markdown(results: dict) -> str:
                   for r in results["reference"]]),  # fmt: skip
         "\n## Which differences the intervals separate\n",
         *[f"- {what}: `{a}` {ci(by_run[a])} vs `{b}` {ci(by_run[b])}: **{verdict(by_run[a], by_run[b], (a, b))}**"
-          for a, b, what in PAIRS if a in by_run and b in by_run],
+          for a, b, what in pairs(by_run) if a in by_run and b in by_run],
         "\n## Equal training FLOPs and equal wall-clock\n",
         f"Checkpoints at {'/'.join(f'{f:.0%}' for f in (*p['checkpoints'], 1.0))} of the steps and, reached within "
         f"{p['max_extend']}x the steps by the budget runs ({', '.join(p['budget_runs'])}), at DDPM's training FLOPs "

@@ -10,15 +10,18 @@ import lightning as L
 import torch
 
 from scale_space_diffusion import DDPM, FlexiUNet, ScaleSpaceDiffusion, SpectralDiffusion, SpectralUNet, UNet
+from scale_space_diffusion.diffusion.loss import DiffusionLoss
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 from scale_space_diffusion.models.settings import Optimization, Sampling
 
 from .presets import Preset
 
-SSD = {"ddpm_x0": (1, "convex", "flexi"), "ssd_convex": (3, "convex", "flexi"), "ssd_2l": (2, "convex", "flexi"),
+SSD = {"ssd_convex": (3, "convex", "flexi"), "ssd_2l": (2, "convex", "flexi"),
        "ssd_equal": (3, "equal", "flexi"), "ssd_full_unet": (3, "convex", "full")}  # run -> (levels, ladder, unet_mode)
 SD = {"sd_distilled": (True, True), "sd_plain": (True, False), "sd_nogate_distilled": (False, True),
       "sd_nogate": (False, False)}  # run -> (gating, distilled)  # fmt: skip
+X0_LOSS = DiffusionLoss("x0", "min_snr", 5.0)  # SSD's loss; DDPM-x0 and the SD students train with it too
+TEACHERS = ("ddpm", "ddpm_x0")  # the distilled students learn from the one with the lower FID in the same run
 LOSS_WINDOW = 50  # training steps per point of the loss curve
 
 
@@ -27,7 +30,7 @@ def distilled(name: str) -> bool:
 
 
 def build(name: str, p: Preset, teacher: str | None):
-    """A fresh model for run ``name``; ``teacher`` is the DDPM checkpoint the distilled students need."""
+    """A fresh model for run ``name``; ``teacher`` is the checkpoint of the DDPM the distilled students learn from."""
     width = p.slim_channels if name in SD else p.model_channels
     heads = p.num_heads
     while heads > 1 and any(width * m % heads for m in p.channel_mult):
@@ -36,16 +39,16 @@ def build(name: str, p: Preset, teacher: str | None):
                num_res_blocks=p.num_res_blocks, attention_resolutions=p.attention_resolutions, num_heads=heads)
     common = dict(schedule=NoiseSchedule("linear", p.timesteps), sampling=Sampling(grid_every_n_epochs=0, grid_size=0),
                   optim=Optimization(lr=p.lr, ema_decay=p.ema_decay, ema_start_step=p.ema_start_step))  # fmt: skip
-    if name == "ddpm":
-        return DDPM(UNet(**net), **common)
+    if name in TEACHERS:  # DDPM-x0 is SSD with 1 level, written as a DDPM so that it can teach
+        return DDPM(UNet(**net), loss=X0_LOSS, **common) if name == "ddpm_x0" else DDPM(UNet(**net), **common)
     if name in SSD:
         levels, ladder, mode = SSD[name]
         return ScaleSpaceDiffusion(FlexiUNet(**net), num_levels=levels, gamma=0.5, ladder_schedule=ladder,
                                    unet_mode=mode, **common)  # fmt: skip
     if distilled(name) and teacher is None:
-        raise ValueError(f"{name} needs the ddpm run's checkpoint (run ddpm too, or pass --ckpt ddpm=PATH)")
+        raise ValueError(f"{name} needs a teacher: run ddpm or ddpm_x0 too, or pass --ckpt ddpm_x0=PATH")
     return SpectralDiffusion(SpectralUNet(**net, gating=SD[name][0]), teacher=teacher if distilled(name) else None,
-                             **common)  # fmt: skip
+                             loss=X0_LOSS, **common)  # fmt: skip
 
 
 class Milestones(L.Callback):

@@ -22,7 +22,7 @@ from scale_space_diffusion.models.base import DiffusionModule
 from ..machine import hardware
 from . import plots, report
 from .presets import RUNS, Preset, recorded_preset
-from .runs import LOSS_WINDOW, Milestones, build, distilled, fit
+from .runs import LOSS_WINDOW, TEACHERS, Milestones, build, distilled, fit
 from .scoring import Judge, counted_flops, make_judge, reference_rows, sample, score_checkpoints, score_pareto, \
     spectrum, timed  # fmt: skip
 
@@ -46,12 +46,18 @@ def _global_step(checkpoint: str | Path) -> int | None:
     return torch.load(checkpoint, map_location="cpu", weights_only=True).get("global_step")
 
 
-def train(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: str | None, teacher: str | None,
+def choose_teacher(by_run: dict) -> dict | None:
+    """The record of the distilled students' teacher: of the TEACHERS runs finished so far, the one with the lowest
+    FID (a teacher chosen in the same run, by the same judge)."""
+    return min((by_run[n] for n in TEACHERS if n in by_run), key=lambda r: r["fid"], default=None)
+
+
+def train(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: str | None, teacher: dict | None,
           ddpm: dict | None, timings: dict) -> tuple[DiffusionModule, Milestones, dict]:  # fmt: skip
     """Train run ``name`` with its milestone checkpoints (``model.ckpt``: the one at ``steps``), or load ``ckpt`` and
     time the training of a copy; returns the model to score, the training callback and the record so far."""
     L.seed_everything(p.run_seed, verbose=False)  # the same initial weights for nets of the same shape
-    model = build(name, p, teacher) if ckpt is None else load_model(ckpt)
+    model = build(name, p, teacher and teacher["checkpoint"]) if ckpt is None else load_model(ckpt)
     if model.image_size != p.image_size:
         raise ValueError(f"--ckpt {name}={ckpt} is a {model.image_size}px model, the preset is {p.image_size}px")
     with timed(timings, "train FLOPs count"):
@@ -77,14 +83,16 @@ def train(name: str, p: Preset, data: ImageDataModule, run_dir: Path, ckpt: str 
               "train_loss_window": LOSS_WINDOW, "train_images_per_s": m.images_per_s(p.warmup_steps),
               "train_gflops_per_image": flops["flops"] / 1e9, "teacher_gflops": flops["teacher_flops"] / 1e9,
               "train_gflops_total_per_image": gflops, "steps_in_ddpm_time": None, "budget_notes": notes}
-    if distilled(name) and teacher is not None:
-        record.update(teacher_checkpoint=str(teacher), teacher_steps=_global_step(teacher),
-                      teacher_sha1=hashlib.sha1(Path(teacher).read_bytes()).hexdigest()[:12])  # fmt: skip
+    if distilled(name) and teacher is not None:  # which teacher, how good, and what it cost to train
+        record.update({f"teacher_{k}": teacher[k] for k in ("run", "fid", "fid_ci95", "train_seconds",
+                                                            "train_gflops_total_per_image")},
+                      teacher_checkpoint=teacher["checkpoint"], teacher_steps=_global_step(teacher["checkpoint"]),
+                      teacher_sha1=hashlib.sha1(Path(teacher["checkpoint"]).read_bytes()).hexdigest()[:12])
     return model, m, record
 
 
 def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path, ckpt: str | None,
-            teacher: str | None, ddpm: dict | None) -> dict:  # fmt: skip
+            teacher: dict | None, ddpm: dict | None) -> dict:  # fmt: skip
     """Train (or load) one model, count its FLOPs, sample, score its checkpoints and Pareto points, time each stage."""
     run_dir, timings, caches = out / name, {}, {"ddim": {}, "ancestral": {}}  # caches: path FLOPs per sampler
     for stale in ("checkpoints", "samples"):
@@ -148,9 +156,9 @@ def run_preset(p: Preset, out: Path, only: list[str] | None, ckpts: dict[str, st
     """Run ``only`` (default: the preset's runs) of preset ``p``; write results.json, results.md and plots to ``out``.
     ``data_location``: ImageDataModule's ``idx_dir`` and ``cache_dir`` where given."""
     names = selected_runs(p, only, ckpts)
-    if any(distilled(n) and n not in ckpts for n in names) and "ddpm" not in names and "ddpm" not in ckpts:
-        raise SystemExit("error: the distilled students learn from the ddpm run; include ddpm, or pass --ckpt "
-                         "ddpm=PATH")
+    if any(distilled(n) and n not in ckpts for n in names) and not set(TEACHERS) & {*names, *ckpts}:
+        raise SystemExit(f"error: the distilled students learn from the better of the {' and '.join(TEACHERS)} "
+                         "runs; include one of them, or pass --ckpt ddpm_x0=PATH")
     data = ImageDataModule(p.dataset, image_size=p.image_size, channels=p.channels, batch_size=p.batch_size,
                            max_samples=p.max_data, seed=p.seed, **data_location)  # fmt: skip
     data.prepare_data()
@@ -170,15 +178,13 @@ def run_preset(p: Preset, out: Path, only: list[str] | None, ckpts: dict[str, st
                 sizes = [p.num_samples, min(p.curve_samples, p.num_samples)]
                 results.update(reference=reference_rows(data, judge, sizes, p.seed),
                                real_radial_power=spectrum(data.reference_images("test")))  # fmt: skip
-        teacher = ckpts.get("ddpm") or by_run.get("ddpm", {}).get("checkpoint")
         for i, name in enumerate(names):
             if name not in ckpts and _finished(by_run.get(name)):
                 print(f"[{i + 1}/{len(names)}] {name}: finished before ({by_run[name]['checkpoint']}), skipped")
                 continue
             print(f"[{i + 1}/{len(names)}] {name}: {RUNS[name]}", flush=True)
             ddpm = None if "ddpm" in ckpts else by_run.get("ddpm")
-            by_run[name] = run_one(name, p, data, judge, out, ckpts.get(name), teacher, ddpm)
-            teacher = by_run[name]["checkpoint"] if name == "ddpm" else teacher
+            by_run[name] = run_one(name, p, data, judge, out, ckpts.get(name), choose_teacher(by_run), ddpm)
             results["runs"] = [by_run[n] for n in RUNS if n in by_run]
             (out / "results.json").write_text(json.dumps(results, indent=1))  # finished runs survive a crash
         ddpm_s = by_run.get("ddpm", {}).get("train_seconds")
