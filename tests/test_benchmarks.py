@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks.__main__ import main
@@ -45,6 +46,10 @@ def test_smoke_preset_writes_every_record_and_plot(smoke):
         samplers = {(q["sampler"], q["requested_steps"]) for q in r["pareto"]}
         assert samplers == {("ddim", 4), ("ancestral", 3)} and all(ordered(q) for q in r["pareto"])
         assert len(r["radial_power"]) == 16 and r["blockiness_2x2"] > 0
+        fids = {c["sigma_rel"]: c["fid_val"] for c in r["ema_candidates"]}  # chosen on the validation split
+        assert set(fids) == {None, 0.1} and fids[r["ema_sigma_rel"]] == min(fids.values())
+        saved = torch.load(out / r["run"] / "model.ckpt", map_location="cpu", weights_only=True).get("posthoc_ema")
+        assert (saved or {}).get("sigma_rel") == r["ema_sigma_rel"]  # model.ckpt samples and teaches with it
         curve = r["train_loss_curve"]  # every trained step's loss, by windows of 50
         assert len(curve) == -(-r["trained_steps"] // r["train_loss_window"]) and all(0 < v < 1e3 for v in curve)
     refs = {(x["run"], x["num_samples"]) for x in results["reference"]}

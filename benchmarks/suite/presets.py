@@ -23,7 +23,7 @@ PRECISIONS = ("32-true", "bf16-mixed")  # Lightning's names; bf16-mixed also sam
 
 def recorded_preset(results: dict) -> dict:
     """The preset a results.json ran, with the fields it predates filled in as those results ran."""
-    return {"precision": "32-true", "train_seed": None, **results["preset"]}
+    return {"precision": "32-true", "train_seed": None, "ema_lengths": [], "ema_samples": 0, **results["preset"]}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class Preset:
     checkpoints: tuple[float, ...] = (0.25, 0.5)  # fractions of `steps` scored besides the end of training
     budget_runs: tuple[str, ...] = ("ddpm_x0", "ssd_convex", "ssd_equal", "ssd_full_unet")  # on to DDPM's budget
     max_extend: float = 2.0  # a budget run trains at most this many times `steps`
+    ema_lengths: tuple[float, ...] = (0.05, 0.10, 0.15, 0.20)  # post-hoc EMA sigma_rels tried besides ema_decay's
+    ema_samples: int = 500  # images per EMA candidate, scored against the held-out validation split
     num_samples: int = 5000  # generated images per model at the end of training (the main table)
     curve_samples: int = 1000  # per checkpoint and per Pareto point (the first of them are the main samples)
     sampler: str = "ddim"  # the main sampler: "ddim" (eta = 0) or "ancestral"
@@ -84,18 +86,20 @@ class Preset:
 STANDARD = Preset("standard")
 QUICK = replace(  # the four models the package compares, low-sample: 23 min on 2 CPU cores
     STANDARD, name="quick", steps=800, ema_start_step=100, checkpoints=(0.5,), budget_runs=("ssd_convex",),
-    max_extend=1.5, num_samples=1000, curve_samples=300, sample_batch=250, resamples=300,
+    max_extend=1.5, ema_samples=300, num_samples=1000, curve_samples=300, sample_batch=250, resamples=300,
     runs=("ddpm", "ddpm_x0", "ssd_convex", "sd_distilled"),
 )  # fmt: skip
 FULL = replace(  # GPU-sized: minutes to an hour on one GPU, days on CPU
     STANDARD, name="full", model_channels=64, slim_channels=20, steps=40_000, batch_size=128, lr=1e-3,
-    ema_decay=0.9995, ema_start_step=2000, warmup_steps=50, num_samples=10_000, curve_samples=5000, sample_steps=50,
+    ema_decay=0.9995, ema_start_step=2000, warmup_steps=50, ema_samples=1000, num_samples=10_000, curve_samples=5000,
+    sample_steps=50,
     pareto_steps=(5, 10, 25, 50, 100), pareto_ancestral=(100, 250), sample_batch=1000, classifier_epochs=5,
 )  # fmt: skip
 SMOKE = replace(  # the test suite's end-to-end run: seconds, meaningless numbers
     STANDARD, image_size=16, name="smoke", timesteps=100, model_channels=8, slim_channels=4, num_heads=2, steps=4,
     batch_size=8, ema_decay=0.9, ema_start_step=0, warmup_steps=1, checkpoints=(0.5,), budget_runs=("ssd_convex",),
-    num_samples=8, curve_samples=6, sample_steps=4, pareto_steps=(), pareto_ancestral=(3,), sample_batch=8,
+    ema_lengths=(0.1,), ema_samples=8, num_samples=8, curve_samples=6, sample_steps=4, pareto_steps=(),
+    pareto_ancestral=(3,), sample_batch=8,
     resamples=20, classifier_epochs=1, max_data=96,
 )  # fmt: skip
 PRESETS = {p.name: p for p in (QUICK, STANDARD, FULL, SMOKE)}

@@ -42,7 +42,12 @@ def stage(t: dict | None) -> str:
     return f"{t['s']:.1f} ({t['cpu_s']:.0f}, {t['load']})" if t else ""
 
 
-def main_table(runs: list[dict], real_power: list[float]) -> str:
+def ema(r: dict, p: dict) -> str:
+    """The EMA a run's main samples came from: chosen on the validation split, or the tracked one (older runs)."""
+    return f"sigma_rel {r['ema_sigma_rel']:g}" if r.get("ema_sigma_rel") else f"decay {p['ema_decay']:g}"
+
+
+def main_table(runs: list[dict], real_power: list[float], p: dict) -> str:
     """The README's table; the last two columns (B1, B3 of metrics/sharpness.py) see the blocks and the missing or
     excess detail that a classifier-feature FID barely sees (runs before they were recorded: n/a)."""
     ranks = rank_by_intervals({r["run"]: tuple(r["fid_ci95"]) for r in runs})
@@ -50,7 +55,7 @@ def main_table(runs: list[dict], real_power: list[float]) -> str:
     rows = [[f"`{r['run']}`", f"{r['params'] / 1e6:.3f}M", f"{r['train_gflops_per_image']:.3g}" + teacher[r["run"]],
              f"{r['sample_gflops_per_image']:.3g}", f"{r['train_images_per_s']:.1f}", f"{r['sample_images_per_s']:.1f}",
              ci(r), ranks[r["run"]], ci(r, "kid"), f"{r['kid_std']:.2g}",
-             f"{r['num_samples']}" + (" (low)" if r["low_sample"] else ""), r["steps"],
+             f"{r['num_samples']}" + (" (low)" if r["low_sample"] else ""), r["steps"], ema(r, p),
              f"{cell(r['train_seconds'], '.0f', 'n/a')} ({r['timings']['fit']['load']})",
              cell(r["steps_in_ddpm_time"], "", "n/a"),
              cell(r.get("blockiness_2x2"), ".3f", "n/a"),
@@ -58,8 +63,20 @@ def main_table(runs: list[dict], real_power: list[float]) -> str:
             for r in runs]  # fmt: skip
     return table(["run", "params", "train GFLOPs/img", "sample GFLOPs/img", "train img/s", "sample img/s",
                   f"{runs[0]['feature_extractor']} [95% CI]", "rank", "KID [95% CI]", "KID subset std", "N",
-                  "sampler steps", "train s (load)", "steps in DDPM time", "2x2 blockiness (real ~1)",
+                  "sampler steps", "EMA", "train s (load)", "steps in DDPM time", "2x2 blockiness (real ~1)",
                   "spectrum distance to real"], rows)  # fmt: skip
+
+
+def ema_choice(runs: list[dict], p: dict) -> list[str]:
+    """Each run's EMA candidates: FID of ``ema_samples`` images against the validation split (* chosen)."""
+    runs = [r for r in runs if r.get("ema_candidates")]
+    if not runs:
+        return ["(the runs predate the choice: each used its tracked EMA)"]
+    rows = [[f"`{r['run']}`", *(f"{c['fid_val']:.3g}" + (" *" if c["sigma_rel"] == r["ema_sigma_rel"] else "")
+                                for c in r["ema_candidates"])] for r in runs]  # fmt: skip
+    return [f"FID of {p['ema_samples']} images per EMA against the held-out validation split; * the one each run's "
+            "main samples, end-of-training checkpoint and teaching use (earlier checkpoints: the tracked EMA).\n",
+            table(["run", *(c["label"] for c in runs[0]["ema_candidates"])], rows)]
 
 
 def budgets(by_run: dict) -> list[str]:
@@ -130,7 +147,7 @@ def markdown(results: dict) -> str:
         "taken at the 1-minute load averages shown (a busy machine makes them upper bounds).\n",
         f"> **Low-sample run:** {p['num_samples']} samples per model (paper-like is 10k+). FID is biased upwards at "
         "small N; these numbers rank the models of this run only.\n" if p["low_sample"] else "",
-        TABLE_START, main_table(runs, results["real_radial_power"]), TABLE_END,
+        TABLE_START, main_table(runs, results["real_radial_power"], p), TABLE_END,
         "\nRank: 1 + the number of runs whose FID interval lies wholly below this one's (shared: not separable). "
         f"{results['feature_extractor']}, classifier test accuracy "
         f"{cell(results['classifier_accuracy'], '.4f', 'n/a')}; "
@@ -148,6 +165,7 @@ def markdown(results: dict) -> str:
         f"{p['max_extend']}x the steps by the budget runs ({', '.join(p['budget_runs'])}), at DDPM's training FLOPs "
         f"and wall-clock; {min(p['curve_samples'], p['num_samples'])} samples each, nothing interpolated.\n",
         *budgets(by_run),
+        "\n## EMA length chosen after training (EDM2's post-hoc EMA)\n", *ema_choice(runs, p),
         "\n## Pareto: FID against sampling GFLOPs per image\n",
         table(["run", "sampler", "steps (requested / taken)", "sample GFLOPs/img", "FID [95% CI]", "N"], pareto),
         "\n## Spectral Diffusion ablation (same slim width, steps and seed)\n", *sd_ablation(by_run),

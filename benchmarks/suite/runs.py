@@ -13,6 +13,7 @@ from scale_space_diffusion import DDPM, FlexiUNet, ScaleSpaceDiffusion, Spectral
 from scale_space_diffusion.diffusion.loss import DiffusionLoss
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 from scale_space_diffusion.models.settings import Optimization, Sampling
+from scale_space_diffusion.posthoc_ema import PowerEMA
 
 from .presets import Preset
 
@@ -100,11 +101,15 @@ class Milestones(L.Callback):
 
 def fit(model, data: L.LightningDataModule, max_steps: int, p: Preset, folder: Path, steps: dict[int, list[str]],
         seconds: float | None) -> Milestones:  # fmt: skip
-    """Train with a Lightning Trainer (no validation or logger), saving ``steps`` under ``folder``."""
+    """Train with a Lightning Trainer (no validation or logger), saving ``steps`` under ``folder`` and, for the EMA
+    length chosen after training, power-EMA snapshots (EDM2's sigma_rel 0.05 and 0.10) every tenth of ``p.steps``
+    under ``folder/phema``."""
     L.seed_everything(p.run_seed, verbose=False)  # the same data order for every run
     folder.mkdir(parents=True, exist_ok=True)
     milestones = Milestones(folder, steps, seconds)
+    callbacks = [milestones, PowerEMA(every_n_steps=max(1, p.steps // 10), dirpath=str(folder / "phema"))]
     L.Trainer(max_steps=max_steps, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
               limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False, gradient_clip_val=1.0,
-              callbacks=[milestones], default_root_dir=str(folder), precision=p.precision).fit(model, data)  # fmt: skip
+              callbacks=callbacks if p.ema_lengths else callbacks[:1], default_root_dir=str(folder),
+              precision=p.precision).fit(model, data)  # fmt: skip
     return milestones

@@ -21,6 +21,8 @@ from scale_space_diffusion.metrics import (Reference, bootstrap_scores, build_fe
 from scale_space_diffusion.metrics.analysis import radial_power_spectrum
 from scale_space_diffusion.metrics.score import labelled, reference_features
 from scale_space_diffusion.models.settings import Sampling
+from scale_space_diffusion.posthoc_ema import Profile, read_index, reconstruct
+from scale_space_diffusion.posthoc_ema.reconstruct import apply_to_model
 
 from ..machine import load
 from .presets import STANDARD, Preset
@@ -40,16 +42,19 @@ def timed(timings: dict, stage: str):
 class Judge:
     feature: torch.nn.Module  # uint8 (N, C, H, W) -> (N, D)
     reference: Reference  # the real test split's features and statistics
+    held_out: Reference  # the validation split's (held out of training): what the EMA length is chosen on
     label: str  # e.g. "FID (fmnist-classifier features)"
     identity: str  # "inception", or "clf" + the classifier file's sha1: scores compare only under one identity
     resamples: int
     seed: int
     classifier_accuracy: float | None  # test accuracy of the feature classifier
 
-    def score(self, images: torch.Tensor, desc: str = "features") -> dict:
-        """FID, KID and their 95% bootstrap intervals of uint8 images (N, C, H, W)."""
+    def score(self, images: torch.Tensor, desc: str = "features", held_out: bool = False) -> dict:
+        """FID, KID and their 95% bootstrap intervals of uint8 images (N, C, H, W) against the test split (or the
+        validation split)."""
         features = extract_features(self.feature, images, progress=desc)
-        return bootstrap_scores(features, self.reference, resamples=self.resamples, seed=self.seed)
+        return bootstrap_scores(features, self.held_out if held_out else self.reference, resamples=self.resamples,
+                                seed=self.seed)  # fmt: skip
 
     def curve_point(self, images: torch.Tensor, desc: str) -> dict:
         return {k: v for k, v in self.score(images, desc).items() if k in CURVE_KEYS}
@@ -72,8 +77,9 @@ def make_judge(data: ImageDataModule, extractor: str, cache_dir: Path, epochs: i
                                                epochs=epochs, seed=seed)  # fmt: skip
         fe_id = "clf" + hashlib.sha1(classifier.read_bytes()).hexdigest()[:12]
     feature = build_feature_module(extractor, classifier, weights).eval()
-    ref = reference_stats(reference_features(feature, reference, cache_dir, f"{tag}-{fe_id}"))
-    return Judge(feature, ref, feature_label(extractor, classifier_dataset=tag), fe_id, resamples, seed, accuracy)
+    ref, val = (reference_stats(reference_features(feature, images, cache_dir, f"{tag}-{fe_id}"))
+                for images in (reference, data.reference_images("val")))
+    return Judge(feature, ref, val, feature_label(extractor, classifier_dataset=tag), fe_id, resamples, seed, accuracy)
 
 
 def sample(model, p: Preset, sampler: str, steps: int, n: int) -> tuple[torch.Tensor, dict]:
@@ -85,6 +91,24 @@ def sample(model, p: Preset, sampler: str, steps: int, n: int) -> tuple[torch.Te
                                         eta=0.0 if sampler == "ddim" else None, output_type="uint8",
                                         batch_size=p.sample_batch)  # fmt: skip
     return images, timing["sample"]
+
+
+def choose_ema(model, snapshots: Path, step: int, p: Preset, judge: Judge) -> tuple[float | None, list[dict]]:
+    """EDM2's post-hoc EMA: of the tracked EMA (decay ``p.ema_decay``) and the power EMAs of ``p.ema_lengths`` rebuilt
+    from the run's snapshots at ``step``, the one whose ``p.ema_samples`` images score the lowest FID against the
+    held-out validation split (so no model is judged by an EMA length tuned for another). ``model`` keeps it as the
+    weights it samples with; returns (its sigma_rel, None for the tracked EMA; every candidate's FID)."""
+    index = [f for f in read_index(snapshots) if f.step <= step]
+    states = {None: {k: v.clone() for k, v in model.sampling_net.state_dict().items()}}
+    states.update({s: reconstruct(index, Profile(step, s)) for s in p.ema_lengths})
+    scored = []
+    for sigma_rel, state in states.items():
+        images = sample(apply_to_model(model, state), p, p.sampler, p.sample_steps, p.ema_samples)[0]
+        label = f"EMA sigma_rel {sigma_rel:g}" if sigma_rel else f"EMA decay {p.ema_decay:g}"
+        scored.append({"sigma_rel": sigma_rel, "label": label, "fid_val": judge.score(images, label, True)["fid"]})
+    chosen = min(scored, key=lambda c: c["fid_val"])["sigma_rel"]
+    apply_to_model(model, states[chosen])
+    return chosen, scored
 
 
 def counted_flops(model, p: Preset, sampler: str, steps: int, trace: bool, cache: dict) -> dict:

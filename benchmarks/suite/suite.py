@@ -18,13 +18,15 @@ from scale_space_diffusion.images import save_samples
 from scale_space_diffusion.io.loading import load_model
 from scale_space_diffusion.metrics import blockiness, param_counts, training_flops_breakdown
 from scale_space_diffusion.models.base import DiffusionModule
+from scale_space_diffusion.posthoc_ema import Profile
+from scale_space_diffusion.posthoc_ema.reconstruct import write_checkpoint
 
 from ..machine import hardware
 from . import plots, report
 from .presets import RUNS, Preset, recorded_preset
 from .runs import LOSS_WINDOW, TEACHERS, Milestones, build, distilled, fit
-from .scoring import Judge, counted_flops, make_judge, reference_rows, sample, score_checkpoints, score_pareto, \
-    spectrum, timed  # fmt: skip
+from .scoring import Judge, choose_ema, counted_flops, make_judge, reference_rows, sample, score_checkpoints, \
+    score_pareto, spectrum, timed  # fmt: skip
 
 SPEED_STEPS = 20  # timed training steps of a model loaded with --ckpt (its training time is unknown)
 BUDGETS = {"DDPM wall-clock": "DDPM's wall-clock", "DDPM FLOPs": "DDPM's training FLOPs"}  # checkpoint label -> what
@@ -98,6 +100,13 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
     for stale in ("checkpoints", "samples"):
         shutil.rmtree(run_dir / stale, ignore_errors=True)
     model, m, record = train(name, p, data, run_dir, ckpt, teacher, ddpm, timings)
+    if record["trained_here"] and p.ema_lengths:  # model.ckpt keeps the EMA chosen: what is scored, what teaches
+        with timed(timings, "EMA choice"):
+            chosen, record["ema_candidates"] = choose_ema(model, run_dir / "checkpoints" / "phema", p.steps, p, judge)
+        if chosen is not None:
+            write_checkpoint(record["checkpoint"], model.sampling_net.state_dict(), Profile(p.steps, chosen),
+                             record["checkpoint"])  # fmt: skip
+        record["ema_sigma_rel"] = chosen
     with timed(timings, "sampling FLOPs count"):
         flops = counted_flops(model, p, p.sampler, p.sample_steps, trace=True, cache=caches[p.sampler])
     images, timings["sample"] = sample(model, p, p.sampler, p.sample_steps, p.num_samples)

@@ -6,8 +6,9 @@
 
 Each step costs one fused ``torch._foreach_lerp_`` per tracked EMA (E4); the step count lives on the host (an int),
 so the update reads nothing back from the device. Snapshots are plain files ``phema-<step>.pt`` holding every
-tracked EMA (``{"step", "sigma_rels", "emas": [state dict per EMA], "buffers"}``, CPU tensors, names of
-``pl_module.net``), written atomically by the global-zero rank; :mod:`.reconstruct` rebuilds any EMA from them.
+tracked EMA (``{"step", "sigma_rels", "emas": [state dict per EMA], "buffers", "aliases"}``, CPU tensors, names of
+``pl_module.net``; ``aliases`` maps the other names of a shared parameter to the one its EMA is saved under),
+written atomically by the global-zero rank; :mod:`.reconstruct` rebuilds any EMA from them.
 """
 
 from __future__ import annotations
@@ -123,12 +124,14 @@ class PowerEMA(L.Callback):
         self._last_saved = self.step
         if not trainer.is_global_zero:
             return None
-        names = [name for name, _ in pl_module.net.named_parameters()]
+        names = {id(p): name for name, p in pl_module.net.named_parameters()}  # a shared parameter: its first name
         snapshot = {
             "step": self.step,
             "sigma_rels": self.sigma_rels,
-            "emas": [{n: e.detach().cpu().clone() for n, e in zip(names, ema)} for ema in self.emas],
+            "emas": [{n: e.detach().cpu().clone() for n, e in zip(names.values(), ema)} for ema in self.emas],
             "buffers": {n: b.detach().cpu().clone() for n, b in pl_module.net.named_buffers()},
+            "aliases": {n: names[id(p)] for n, p in pl_module.net.named_parameters(remove_duplicate=False)
+                        if names[id(p)] != n},  # its other names (e.g. FlexiUNet's shared adapters): state_dict keys
         }
         path = self.folder(trainer) / snapshot_name(self.step)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def reconstruct(snapshots: Sequence[SnapshotFile], target: Profile, exact: bool 
     """The network state (parameters and buffers) of the power EMA ``target`` from the snapshots up to its step.
 
     Snapshots after ``target.step`` are ignored (they average later weights); the buffers are the last used
-    snapshot's. Returns float tensors in the snapshots' dtype.
+    snapshot's. Returns float tensors in the snapshots' dtype, a shared parameter under each of its names.
     """
     used = [f for f in snapshots if f.step <= target.step]
     if not used:
@@ -73,8 +73,9 @@ def reconstruct(snapshots: Sequence[SnapshotFile], target: Profile, exact: bool 
                 term = weights[k] * value.double()
                 total[name] = total[name] + term if name in total else term
             k += 1
-        buffers = snap.get("buffers", {})
-    return {**{n: v.to(dtypes[n]) for n, v in total.items()}, **buffers}
+        buffers, aliases = snap.get("buffers", {}), snap.get("aliases", {})
+    state = {n: v.to(dtypes[n]) for n, v in total.items()}
+    return {**state, **{alias: state[name] for alias, name in aliases.items()}, **buffers}
 
 
 def latest_step(snapshots: Sequence[SnapshotFile]) -> int:

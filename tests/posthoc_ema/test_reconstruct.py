@@ -158,3 +158,33 @@ def test_missing_snapshots_and_too_early_a_step(tmp_path, short_run):
         read_index(tmp_path)
     with pytest.raises(ValueError, match="no snapshot at or before step 2"):
         reconstruct(short_run["index"], Profile(2, TARGET))
+
+
+class SharedLayer(L.LightningModule):
+    """A net that uses one Linear under two names, as FlexiUNet shares an adapter between resolutions."""
+
+    def __init__(self):
+        super().__init__()
+        layer = torch.nn.Linear(3, 3)
+        self.net = torch.nn.ModuleDict({"a": layer, "b": layer})
+
+    def training_step(self, batch, batch_idx):
+        return self.net["b"](self.net["a"](batch[0])).square().mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_shared_parameter_comes_back_under_each_of_its_names(tmp_path):
+    """named_parameters() names a shared parameter once, state_dict() under every name: the rebuilt state must load
+    strictly, with every name holding the same EMA (a stale copy under one name would win on load)."""
+    model = SharedLayer()
+    trainer = L.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu",
+                        callbacks=[PowerEMA((0.05, 0.10), every_n_steps=2, dirpath=str(tmp_path))])  # fmt: skip
+    trainer.fit(model, DataLoader(TensorDataset(torch.randn(12, 3)), batch_size=2))
+    state = reconstruct(read_index(tmp_path), Profile(6, 0.07))
+    assert set(state) == set(model.net.state_dict()) == {"a.weight", "a.bias", "b.weight", "b.bias"}
+    torch.testing.assert_close(state["b.weight"], state["a.weight"])
+    assert not torch.equal(state["a.weight"], model.net["a"].weight.detach())  # an average, not the last weights
+    model.net.load_state_dict(state)  # strict
