@@ -127,6 +127,20 @@ def test_checkpoints_are_reused_and_the_teacher_found(smoke, tmp_path):
     assert runs["sd_distilled"]["trained_here"] and runs["sd_distilled"]["teacher_checkpoint"] == str(ddpm)
 
 
+def test_a_longer_teacher_teaches_the_student_again(smoke, tmp_path):
+    out, data = smoke
+    shutil.copytree(out, copy := tmp_path / "bench")  # the command writes into the run's folder
+    main([*data, "longer-teacher", "--results", str(copy), "--factor", "2"])
+    teacher, student = json.loads((copy / "longer_teacher" / "results.json").read_text())["runs"]
+    assert teacher["run"] == "ddpm_x0" and teacher["train_steps"] == 8 and student["train_steps"] == 4
+    assert student["teacher_checkpoint"] == teacher["checkpoint"] and student["teacher_steps"] == 8
+    assert student["teacher_fid"] == teacher["fid"] and ordered(student) and ordered(teacher)
+    md = (copy / "longer_teacher" / "results.md").read_text()
+    assert "teacher trained 2x longer" in md and "vs the plain student: **" in md and "| 100% steps | 4 |" in md
+    with pytest.raises(SystemExit, match="--factor 1.0 trains the teacher no longer"):
+        main([*data, "longer-teacher", "--results", str(copy), "--factor", "1"])
+
+
 def test_demo_scores_a_sample_folder(smoke, capsys, tmp_path):
     out, data = smoke
     main([*data, "demo", "--samples", str(out / "ddpm" / "samples"), "--json", str(tmp_path / "demo.json")])

@@ -49,6 +49,10 @@ def add_subcommands(sub) -> None:
     r = sub.add_parser("readme", help="rewrite the table of docs/benchmarks.md from a results.md")
     r.add_argument("--results", type=Path, default=RESULTS / "standard" / "results.md")
     r.add_argument("--readme", type=Path, default=Path(__file__).parents[2] / "docs" / "benchmarks.md")
+    t = sub.add_parser("longer-teacher", help="a finished run's ddpm_x0 trained FACTOR x longer teaches sd_distilled "
+                       "again; writes <results>/longer_teacher/")  # fmt: skip
+    t.add_argument("--results", type=Path, default=RESULTS / "standard", help="a finished preset run's folder")
+    t.add_argument("--factor", type=float, default=2.0, help="the teacher's steps over the student's")
     c = sub.add_parser("compare", help="two results.json side by side: FID intervals, speed ratios, training loss")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
@@ -56,13 +60,15 @@ def add_subcommands(sub) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
-    from . import report, scoring, suite
+    from . import longer_teacher, report, scoring, suite
 
     data = {k: v for k, v in dict(idx_dir=args.idx_dir, cache_dir=args.data_cache_dir).items() if v is not None}
     if args.command == "readme":
         return print(report.update_readme(args.results, args.readme))
     if args.command == "compare":
         return print(report.compare(args.a, args.b, args.sub_out or args.b.parent).read_text())
+    if args.command == "longer-teacher":
+        return print(f"Wrote {longer_teacher.run_longer_teacher(args.results, args.factor, args.cache_dir, data)}")
     if args.command == "demo":
         return scoring.run_demo(args.samples, args.cache_dir, args.json, data)
     overrides = dict(dataset=args.dataset, image_size=args.image_size, channels=args.channels,
