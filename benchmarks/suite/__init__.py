@@ -21,8 +21,8 @@ def _ckpt(text: str) -> tuple[str, str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The preset run's options (``python -m benchmarks [options]``, no subcommand)."""
     p.add_argument("--preset", default="quick", choices=list(PRESETS), metavar="{quick,standard,full}",
-                   help="quick: <= 25 min on 2 CPU cores; standard: every run, 5000 samples (104 min measured with "
-                   "9 of its 10 runs); full: GPU-sized")
+                   help="quick: <= 25 min on 2 CPU cores; standard: every run, 5000 samples (87 min on a 2-core "
+                   "Xeon); full: GPU-sized")
     p.add_argument("--out", type=Path, help=f"output folder (default {RESULTS}/<preset>/; a run there continues)")
     p.add_argument("--fresh", action="store_true", help="start over in --out instead of continuing")
     p.add_argument("--dataset", help="fashion_mnist (default), an image folder or a hub name (needs class labels)")

@@ -82,7 +82,7 @@ class Preset:
         return {**asdict(self), "low_sample": self.low_sample}
 
 
-# standard: every run and ablation, 5000 samples each: 104 min on 2 CPU cores (2026-12-02, 9 runs; ssd_2l came later)
+# standard: every run and ablation, 5000 samples each: 87 min on a 2-core Xeon (2026-12-07, 10 runs)
 STANDARD = Preset("standard")
 QUICK = replace(  # the four models the package compares, low-sample: 23 min on 2 CPU cores
     STANDARD, name="quick", steps=800, ema_start_step=100, checkpoints=(0.5,), budget_runs=("ssd_convex",),
