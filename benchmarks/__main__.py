@@ -1,6 +1,6 @@
 """python -m benchmarks [--preset quick|standard|full] [...] | demo | readme | compare | longer-teacher   the suite
                      | throughput [...] | profile [...] | gpu [...]                         the speed harness
-                     | scaling | hierarchy                                                  the paper studies"""
+                     | scaling | hierarchy | distillation                                   the paper studies"""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description="DDPM vs Scale Space Diffusion vs Spectral "
                                 "Diffusion. Without a subcommand: train, sample and measure every model of a preset.")  # fmt: skip
     suite.add_arguments(p)
-    sub = p.add_subparsers(dest="command", metavar="{demo,readme,compare,longer-teacher,throughput,profile,gpu,scaling,hierarchy}")
+    sub = p.add_subparsers(dest="command", metavar="{demo,readme,compare,longer-teacher,throughput,profile,gpu,scaling,hierarchy,distillation}")
     suite.add_subcommands(sub)
     speed.add_subcommands(sub)
     studies.add_subcommands(sub)

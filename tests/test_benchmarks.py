@@ -302,3 +302,17 @@ def test_a_restart_continues_only_with_the_same_settings_and_fresh_starts_over(t
                               (replace(p, precision="bf16-mixed"), "classifier"), (replace(p, train_seed=1), "classifier")):  # fmt: skip
         with pytest.raises(SystemExit, match="other settings.*--fresh"):
             _previous(tmp_path, preset, extractor, fresh=False)
+
+
+def test_the_distillation_study_scores_every_row_and_continues(fmnist_idx, tmp_path):
+    from benchmarks.studies.distillation import ROWS, run_distillation
+    from benchmarks.suite.presets import PRESETS
+
+    args = (tmp_path / "study", tmp_path / "cache", {"idx_dir": str(fmnist_idx), "cache_dir": str(tmp_path / "data")})
+    md = run_distillation(*args, PRESETS["smoke"]).read_text()
+    rows = json.loads((tmp_path / "study" / "results.json").read_text())["rows"]
+    assert list(rows) == list(ROWS) and all(r["fid_ci95"][0] <= r["fid"] <= r["fid_ci95"][1] for r in rows.values())
+    assert all(f"| {label} |" in md for label in ROWS) and "vs plain" in md
+    assert [r["settings"] for r in rows.values()] == list(ROWS.values())
+    run_distillation(*args, PRESETS["smoke"])  # finished rows are kept, not trained again
+    assert json.loads((tmp_path / "study" / "results.json").read_text())["rows"] == rows

@@ -1,11 +1,12 @@
-"""The paper studies: SSD vs DDPM FLOPs at paper sizes, and how much of x_t is signal next to the ladder."""
+"""The paper studies: SSD vs DDPM FLOPs at paper sizes, how much of x_t is signal next to the ladder, and which
+choice of Spectral Diffusion's distillation loss moves it."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-COMMANDS = ("scaling", "hierarchy")
+COMMANDS = ("scaling", "hierarchy", "distillation")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -15,6 +16,8 @@ def add_subcommands(sub) -> None:
     s.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     h = sub.add_parser("hierarchy", help="fraction of signal-dominated pixels in x_t over t vs the ladder levels")
     h.add_argument("--out", type=Path, dest="sub_out", default=RESULTS / "hierarchy")
+    d = sub.add_parser("distillation", help="SD's distillation loss, one documented choice per row (quick scale)")
+    d.add_argument("--out", type=Path, dest="sub_out", default=RESULTS / "distillation")
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
@@ -27,4 +30,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     from .hierarchy import SIZE, run_hierarchy
 
     paths = {k: v for k, v in dict(idx_dir=args.idx_dir, cache_dir=args.data_cache_dir).items() if v is not None}
+    if args.command == "distillation":
+        from .distillation import run_distillation
+
+        return print(f"Wrote {run_distillation(args.sub_out, args.cache_dir, paths)}")
     run_hierarchy(args.sub_out, ImageDataModule("fashion_mnist", image_size=SIZE, small_images="pad", **paths))
