@@ -139,6 +139,11 @@ def test_a_longer_teacher_teaches_the_student_again(smoke, tmp_path):
     assert "teacher trained 2x longer" in md and "vs the plain student: **" in md and "| 100% steps | 4 |" in md
     with pytest.raises(SystemExit, match="--factor 1.0 trains the teacher no longer"):
         main([*data, "longer-teacher", "--results", str(copy), "--factor", "1"])
+    results = json.loads((copy / "results.json").read_text())
+    results["runs"] = [r for r in results["runs"] if r["run"] != "sd_plain"]
+    (copy / "results.json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="has no sd_plain run; run the preset with them first"):
+        main([*data, "longer-teacher", "--results", str(copy)])
 
 
 def test_demo_scores_a_sample_folder(smoke, capsys, tmp_path):
@@ -315,4 +320,8 @@ def test_the_distillation_study_scores_every_row_and_continues(fmnist_idx, tmp_p
     assert all(f"| {label} |" in md for label in ROWS) and "vs plain" in md
     assert [r["settings"] for r in rows.values()] == list(ROWS.values())
     run_distillation(*args, PRESETS["smoke"])  # finished rows are kept, not trained again
-    assert json.loads((tmp_path / "study" / "results.json").read_text())["rows"] == rows
+    saved = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert saved["rows"] == rows
+    (tmp_path / "study" / "results.json").write_text(json.dumps({**saved, "judge": "clf0123456789ab"}))
+    with pytest.raises(SystemExit, match="scored by judge clf0123456789ab.*--cache-dir"):  # FIDs would not compare
+        run_distillation(*args, PRESETS["smoke"])

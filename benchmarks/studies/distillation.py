@@ -12,13 +12,12 @@ from pathlib import Path
 import lightning as L
 
 from scale_space_diffusion import SpectralDiffusion
-from scale_space_diffusion.data import ImageDataModule
 
 from ..output import table
 from ..suite.presets import QUICK, Preset
 from ..suite.report import ci, verdict
 from ..suite.runs import X0_LOSS, build, fit
-from ..suite.scoring import make_judge, sample
+from ..suite.scoring import make_judge, preset_data, sample
 
 ROWS = {  # row -> SpectralDiffusion's loss arguments (None: no teacher); docs/spectral_diffusion.md lists the choices
     "plain (no teacher)": None,
@@ -34,10 +33,7 @@ ROWS = {  # row -> SpectralDiffusion's loss arguments (None: no teacher); docs/s
 
 def run_distillation(out: Path, cache_dir: Path, data_location: dict[str, str], p: Preset = QUICK) -> Path:
     """Train and score the teacher and every row of preset ``p`` under ``out``; returns results.md."""
-    data = ImageDataModule(p.dataset, image_size=p.image_size, channels=p.channels, batch_size=p.batch_size,
-                           max_samples=p.max_data, seed=p.seed, **data_location)  # fmt: skip
-    data.prepare_data()
-    data.setup()
+    data = preset_data(p, data_location)
     judge = make_judge(data, "classifier", cache_dir, p.classifier_epochs, p.seed, p.resamples, None)
     path = out / "results.json"
     res = json.loads(path.read_text()) if path.is_file() else {"judge": judge.identity, "rows": {}}

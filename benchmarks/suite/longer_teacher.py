@@ -8,12 +8,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from scale_space_diffusion.data import ImageDataModule
-
 from ..output import table
 from .presets import Preset
 from .report import ci, verdict
-from .scoring import make_judge
+from .scoring import make_judge, preset_data
 from .suite import check_same_judge, run_one
 
 SHOWN = ("ddpm_x0", "sd_distilled", "sd_plain")  # the finished run's rows set beside the new ones
@@ -29,10 +27,7 @@ def run_longer_teacher(results_dir: Path, factor: float, cache_dir: Path, data_l
     if factor <= 1:
         raise SystemExit(f"error: --factor {factor} trains the teacher no longer than the student; pass e.g. 2")
     p = Preset(**{k: tuple(v) if isinstance(v, list) else v for k, v in results["preset"].items() if k != "low_sample"})
-    data = ImageDataModule(p.dataset, image_size=p.image_size, channels=p.channels, batch_size=p.batch_size,
-                           max_samples=p.max_data, seed=p.seed, **data_location)  # fmt: skip
-    data.prepare_data()
-    data.setup()
+    data = preset_data(p, data_location)
     judge = make_judge(data, results["extractor"], cache_dir, p.classifier_epochs, p.seed, p.resamples, None)
     check_same_judge(results, judge, results_dir)  # its FIDs must compare with the run's
     out = results_dir / "longer_teacher"
@@ -54,7 +49,8 @@ def run_longer_teacher(results_dir: Path, factor: float, cache_dir: Path, data_l
         table(["row", "run", "steps", "FID [95% CI]", "N", "train s"],
               [[label, f"`{r['run']}`", r["train_steps"], ci(r), r["num_samples"], f"{r['train_seconds']:.0f}"]
                for label, r in rows]),  # fmt: skip
-        f"\n- Distilled from the longer teacher vs the plain student: **{verdict(student, plain, ('longer', 'plain'))}**",
+        "\n- Distilled from the longer teacher vs the plain student: "
+        f"**{verdict(student, plain, ('longer', 'plain'))}**",
         f"- vs the student of the run's own teacher: **{verdict(student, own, ('longer', 'own teacher'))}**",
         f"- the longer teacher vs the run's: **{verdict(teacher, by_run['ddpm_x0'], ('longer', 'run'))}**\n",
         "At each scored length (the checkpoints' samples):\n",

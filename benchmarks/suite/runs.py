@@ -107,9 +107,9 @@ def fit(model, data: L.LightningDataModule, max_steps: int, p: Preset, folder: P
     L.seed_everything(p.run_seed, verbose=False)  # the same data order for every run
     folder.mkdir(parents=True, exist_ok=True)
     milestones = Milestones(folder, steps, seconds)
-    callbacks = [milestones, PowerEMA(every_n_steps=max(1, p.steps // 10), dirpath=str(folder / "phema"))]
+    snapshots = [PowerEMA(every_n_steps=max(1, p.steps // 10), dirpath=str(folder / "phema"))] if p.ema_lengths else []
     L.Trainer(max_steps=max_steps, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
               limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False, gradient_clip_val=1.0,
-              callbacks=callbacks if p.ema_lengths else callbacks[:1], default_root_dir=str(folder),
+              callbacks=[milestones, *snapshots], default_root_dir=str(folder),
               precision=p.precision).fit(model, data)  # fmt: skip
     return milestones

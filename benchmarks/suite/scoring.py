@@ -60,6 +60,15 @@ class Judge:
         return {k: v for k, v in self.score(images, desc).items() if k in CURVE_KEYS}
 
 
+def preset_data(p: Preset, data_location: dict[str, str]) -> ImageDataModule:
+    """The preset's data, prepared and split (``data_location``: ImageDataModule's ``idx_dir`` and ``cache_dir``)."""
+    data = ImageDataModule(p.dataset, image_size=p.image_size, channels=p.channels, batch_size=p.batch_size,
+                           max_samples=p.max_data, seed=p.seed, **data_location)  # fmt: skip
+    data.prepare_data()
+    data.setup()
+    return data
+
+
 def make_judge(data: ImageDataModule, extractor: str, cache_dir: Path, epochs: int, seed: int, resamples: int,
                inception_weights: str | None) -> Judge:  # fmt: skip
     """The judge; refuses (before any training) Inception offline without weights, or a dataset without labels."""

@@ -25,8 +25,8 @@ from ..machine import hardware
 from . import plots, report
 from .presets import RUNS, Preset, recorded_preset
 from .runs import LOSS_WINDOW, TEACHERS, Milestones, build, distilled, fit
-from .scoring import Judge, choose_ema, counted_flops, make_judge, reference_rows, sample, score_checkpoints, \
-    score_pareto, spectrum, timed  # fmt: skip
+from .scoring import Judge, choose_ema, counted_flops, make_judge, preset_data, reference_rows, sample, \
+    score_checkpoints, score_pareto, spectrum, timed  # fmt: skip
 
 SPEED_STEPS = 20  # timed training steps of a model loaded with --ckpt (its training time is unknown)
 BUDGETS = {"DDPM wall-clock": "DDPM's wall-clock", "DDPM FLOPs": "DDPM's training FLOPs"}  # checkpoint label -> what
@@ -168,10 +168,7 @@ def run_preset(p: Preset, out: Path, only: list[str] | None, ckpts: dict[str, st
     if any(distilled(n) and n not in ckpts for n in names) and not set(TEACHERS) & {*names, *ckpts}:
         raise SystemExit(f"error: the distilled students learn from the better of the {' and '.join(TEACHERS)} "
                          "runs; include one of them, or pass --ckpt ddpm_x0=PATH")
-    data = ImageDataModule(p.dataset, image_size=p.image_size, channels=p.channels, batch_size=p.batch_size,
-                           max_samples=p.max_data, seed=p.seed, **data_location)  # fmt: skip
-    data.prepare_data()
-    data.setup()
+    data = preset_data(p, data_location)
     results = _previous(out, p, extractor, fresh) or {"preset": p.as_dict(), "extractor": extractor, "runs": []}
     results.update(command=command, hardware={**hardware(), "lightning": L.__version__})
     timings, by_run = results.setdefault("timings", {}), {r["run"]: r for r in results["runs"]}
