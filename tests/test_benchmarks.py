@@ -325,3 +325,16 @@ def test_the_distillation_study_scores_every_row_and_continues(fmnist_idx, tmp_p
     (tmp_path / "study" / "results.json").write_text(json.dumps({**saved, "judge": "clf0123456789ab"}))
     with pytest.raises(SystemExit, match="scored by judge clf0123456789ab.*--cache-dir"):  # FIDs would not compare
         run_distillation(*args, PRESETS["smoke"])
+
+
+def test_a_default_run_writes_under_outputs_not_over_the_committed_results(monkeypatch):
+    """`make benchmark` on a clean checkout: the committed runs (another machine's judge, older settings) would refuse
+    to be continued; a user's run goes to the git-ignored outputs/benchmark/<preset>/."""
+    from benchmarks.suite import RESULTS, suite
+
+    seen = []
+    monkeypatch.setattr(suite, "run_preset", lambda p, out, *args: seen.append((p.name, out)))
+    main(["--preset", "quick"])
+    main(["--preset", "standard", "--out", str(RESULTS / "standard")])
+    root = RESULTS.parents[2]
+    assert seen == [("quick", root / "outputs" / "benchmark" / "quick"), ("standard", RESULTS / "standard")]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .presets import PRECISIONS, PRESETS, RUNS
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).parent / "results"  # the committed runs (--out there to refresh one)
+OUTPUTS = Path(__file__).parents[2] / "outputs" / "benchmark"  # a user's runs (git-ignored)
 
 
 def _ckpt(text: str) -> tuple[str, str]:
@@ -23,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="quick", choices=list(PRESETS), metavar="{quick,standard,full}",
                    help="quick: <= 25 min on 2 CPU cores; standard: every run, 5000 samples (87 min on a 2-core "
                    "Xeon); full: GPU-sized")
-    p.add_argument("--out", type=Path, help=f"output folder (default {RESULTS}/<preset>/; a run there continues)")
+    p.add_argument("--out", type=Path, help="output folder (default outputs/benchmark/<preset>/; a run there continues; "
+                   f"{RESULTS.relative_to(RESULTS.parents[2])}/<preset>/ holds the committed runs)")
     p.add_argument("--fresh", action="store_true", help="start over in --out instead of continuing")
     p.add_argument("--dataset", help="fashion_mnist (default), an image folder or a hub name (needs class labels)")
     p.add_argument("--image-size", type=int)
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     overrides = dict(dataset=args.dataset, image_size=args.image_size, channels=args.channels,
                      precision=args.precision, train_seed=args.train_seed)  # fmt: skip
     preset = replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
-    suite.run_preset(preset, args.out or RESULTS / preset.name, args.only, dict(args.ckpt),
+    suite.run_preset(preset, args.out or OUTPUTS / preset.name, args.only, dict(args.ckpt),
                      args.extractor or ("inception" if args.inception_weights else "classifier"),
                      args.inception_weights, args.cache_dir, data, args.fresh,
                      " ".join(["python -m benchmarks", *argv]))  # fmt: skip
