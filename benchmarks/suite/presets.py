@@ -84,7 +84,7 @@ class Preset:
 
 # standard: every run and ablation, 5000 samples each: 87 min on a 2-core Xeon (2026-12-07, 10 runs)
 STANDARD = Preset("standard")
-QUICK = replace(  # the four models the package compares, low-sample: 23 min on 2 CPU cores
+QUICK = replace(  # the four models the package compares, low-sample: 15 min on a 2-core Xeon (2026-12-07)
     STANDARD, name="quick", steps=800, ema_start_step=100, checkpoints=(0.5,), budget_runs=("ssd_convex",),
     max_extend=1.5, ema_samples=300, num_samples=1000, curve_samples=300, sample_batch=250, resamples=300,
     runs=("ddpm", "ddpm_x0", "ssd_convex", "sd_distilled"),
