@@ -146,15 +146,6 @@ def test_a_longer_teacher_teaches_the_student_again(smoke, tmp_path):
         main([*data, "longer-teacher", "--results", str(copy)])
 
 
-def test_demo_scores_a_sample_folder(smoke, capsys, tmp_path):
-    out, data = smoke
-    main([*data, "demo", "--samples", str(out / "ddpm" / "samples"), "--json", str(tmp_path / "demo.json")])
-    numbers = json.loads((tmp_path / "demo.json").read_text())
-    assert numbers["num_samples"] == 8 and 0 <= numbers["confident_share"] <= 1
-    assert numbers["fid_ci95"][0] <= numbers["fid"] <= numbers["fid_ci95"][1]
-    assert "confidence >= 0.9" in capsys.readouterr().out
-
-
 def test_readme_table_is_generated_from_results(smoke, tmp_path):
     out, _ = smoke
     readme = tmp_path / "README.md"
@@ -268,7 +259,14 @@ def test_hierarchy_analysis(fmnist_idx, tmp_path):
 
 @pytest.mark.slow
 def test_scaling_analysis_at_64px(tmp_path):
+    import logging
+    import warnings
+
+    from benchmarks.__main__ import QUIET
+
+    levels, filters = [logging.getLogger(n).level for n in QUIET], list(warnings.filters)
     main(["scaling", "--sizes", "64", "--out", str(tmp_path)])
+    assert [logging.getLogger(n).level for n in QUIET] == levels and warnings.filters == filters  # as it found them
     rows = json.loads((tmp_path / "scaling.json").read_text())["rows"]
     ddpm = next(r for r in rows if r["layout"] == "full" and r["levels"] == 1)
     ssd4 = next(r for r in rows if r["layout"] == "official" and r["levels"] == 4 and r["schedule"] == "convex")
@@ -338,3 +336,4 @@ def test_a_default_run_writes_under_outputs_not_over_the_committed_results(monke
     main(["--preset", "standard", "--out", str(RESULTS / "standard")])
     root = RESULTS.parents[2]
     assert seen == [("quick", root / "outputs" / "benchmark" / "quick"), ("standard", RESULTS / "standard")]
+

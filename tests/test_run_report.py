@@ -22,14 +22,8 @@ def plain_argv(monkeypatch):
 @pytest.fixture(autouse=True)
 def lightning_records_reach_caplog(monkeypatch):
     """Lightning stops its logger's propagation when it is first imported with no root handler (as in a test
-    session's collection), and the benchmarks' main raises its rank-zero logger to WARNING in the process that runs
-    it; caplog listens at the root, so this module's assertions need the records there at INFO."""
+    session's collection); caplog listens at the root, so this module's assertions need the records there."""
     monkeypatch.setattr(logging.getLogger("lightning.pytorch"), "propagate", True)
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # `python -m benchmarks` quiets it in-process
-    level = rank_zero.level
-    rank_zero.setLevel(logging.NOTSET)
-    yield
-    rank_zero.setLevel(level)
 
 
 def _data(fmnist_idx, cache_dir):

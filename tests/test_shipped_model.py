@@ -17,7 +17,7 @@ def test_the_shipped_model_is_small_and_its_card_says_how_it_was_made():
     assert {"config.json", "model.safetensors", "README.md"} <= set(sizes)
     assert sizes["model.safetensors"] < 8 * 2**20  # a few MB: the EMA weights only
     card = (FOLDER / "README.md").read_text()
-    assert "ssd fit --config configs/ssd_fmnist32.yaml" in card and "python -m benchmarks demo" in card
+    assert "ssd fit --config configs/ssd_fmnist32.yaml" in card and "ssd fid --samples DIR" in card
 
 
 def test_the_shipped_model_is_the_demo_network_and_samples_images():

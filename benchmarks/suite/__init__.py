@@ -45,9 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_subcommands(sub) -> None:
-    d = sub.add_parser("demo", help="score `make demo`'s 64 samples: classifier-confident share, FID")
-    d.add_argument("--samples", help="a folder of PNG samples (default: the newest outputs/ssd_fmnist32/samples/run_*)")
-    d.add_argument("--json", type=Path, help="also write the numbers to this file")
     r = sub.add_parser("readme", help="rewrite the table of docs/benchmarks.md from a results.md")
     r.add_argument("--results", type=Path, default=RESULTS / "standard" / "results.md")
     r.add_argument("--readme", type=Path, default=Path(__file__).parents[2] / "docs" / "benchmarks.md")
@@ -62,7 +59,7 @@ def add_subcommands(sub) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
-    from . import longer_teacher, report, scoring, suite
+    from . import longer_teacher, report, suite
 
     data = {k: v for k, v in dict(idx_dir=args.idx_dir, cache_dir=args.data_cache_dir).items() if v is not None}
     if args.command == "readme":
@@ -71,8 +68,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         return print(report.compare(args.a, args.b, args.sub_out or args.b.parent).read_text())
     if args.command == "longer-teacher":
         return print(f"Wrote {longer_teacher.run_longer_teacher(args.results, args.factor, args.cache_dir, data)}")
-    if args.command == "demo":
-        return scoring.run_demo(args.samples, args.cache_dir, args.json, data)
     overrides = dict(dataset=args.dataset, image_size=args.image_size, channels=args.channels,
                      precision=args.precision, train_seed=args.train_seed)  # fmt: skip
     preset = replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})

@@ -1,11 +1,9 @@
 """The FID judge (features of a classifier trained on the dataset's labels, or of InceptionV3, against the real test
 split's cached statistics; FID/KID with bootstrap intervals) and what it scores: samples, checkpoints, Pareto points,
-the floor and ceiling rows, and `make demo`'s samples. Image i of every set is seeded by (seed, i)."""
+the floor and ceiling rows. Image i of every set is seeded by (seed, i)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,16 +14,15 @@ import torch
 from scale_space_diffusion.data import ImageDataModule
 from scale_space_diffusion.io.loading import load_model
 from scale_space_diffusion.metrics import (Reference, bootstrap_scores, build_feature_module, extract_features,
-                                           feature_label, load_or_train_classifier, load_png_images, reference_stats,
-                                           resolve_inception_weights, sampling_flops)  # fmt: skip
+                                           feature_label, reference_stats, resolve_inception_weights, sampling_flops)
 from scale_space_diffusion.metrics.analysis import radial_power_spectrum
-from scale_space_diffusion.metrics.score import labelled, reference_features
+from scale_space_diffusion.metrics.score import dataset_tag, extractor_id, reference_features, trained_classifier
 from scale_space_diffusion.models.settings import Sampling
 from scale_space_diffusion.posthoc_ema import Profile, read_index, reconstruct
 from scale_space_diffusion.posthoc_ema.reconstruct import apply_to_model
 
 from ..machine import load
-from .presets import STANDARD, Preset
+from .presets import Preset
 
 CURVE_KEYS = ("fid", "fid_ci95", "kid", "kid_ci95", "kid_std", "num_samples")  # what a checkpoint or Pareto point keeps
 
@@ -77,14 +74,10 @@ def make_judge(data: ImageDataModule, extractor: str, cache_dir: Path, epochs: i
         raise SystemExit(f"error: dataset {data.hparams.dataset!r} has no class labels, and the offline FID "
                          "classifier is trained on them; pass --inception-weights /path/weights-inception-2015-12-05-"
                          "6726825d.pth, or a dataset with labels (e.g. an image folder with one sub-folder per class)")
-    name = Path(data.hparams.dataset).name or str(data.hparams.dataset)
-    tag = "fmnist" if name in ("fashion_mnist", "fashion-mnist") else name.replace("/", "_")
-    reference, classifier, accuracy, fe_id = data.reference_images("test"), None, None, "inception"
+    tag, reference, classifier, accuracy = dataset_tag(data.hparams.dataset), data.reference_images("test"), None, None
     if extractor == "classifier":
-        classifier = cache_dir / f"classifier-{tag}-{reference.shape[1]}x{reference.shape[-1]}-e{epochs}.pt"
-        _, accuracy = load_or_train_classifier(classifier, *labelled(data, "train"), *labelled(data, "test"),
-                                               epochs=epochs, seed=seed)  # fmt: skip
-        fe_id = "clf" + hashlib.sha1(classifier.read_bytes()).hexdigest()[:12]
+        classifier, accuracy = trained_classifier(data, tag, cache_dir, epochs, seed)
+    fe_id = extractor_id(classifier)
     feature = build_feature_module(extractor, classifier, weights).eval()
     ref, val = (reference_stats(reference_features(feature, images, cache_dir, f"{tag}-{fe_id}"))
                 for images in (reference, data.reference_images("val")))
@@ -168,34 +161,3 @@ def reference_rows(data: ImageDataModule, judge: Judge, sizes: list[int], seed: 
             "prior_noise": (noise, "pure prior noise N(0, I), clipped (the ceiling)")}  # fmt: skip
     return [{"run": name, "description": what, **judge.score(images[:n], name)}
             for n in sorted(set(sizes), reverse=True) for name, (images, what) in sets.items()]  # fmt: skip
-
-
-def run_demo(samples: str | None, cache_dir: Path, json_path: Path | None, data_location: dict[str, str]) -> dict:
-    """``python -m benchmarks demo``: the share of `make demo`'s samples the classifier assigns a class with confidence
-    >= 0.9, and their FID next to that of as many real train images (compare small-N FIDs only with each other)."""
-    runs = sorted(Path("outputs/ssd_fmnist32/samples").glob("run_*"))
-    if samples is None and not runs:
-        raise SystemExit("error: no outputs/ssd_fmnist32/samples/run_*; run `make demo` first, or pass --samples DIR")
-    source = str(samples or runs[-1])
-    images = load_png_images(source)
-    data = ImageDataModule("fashion_mnist", image_size=images.shape[-1], channels=images.shape[1], seed=0,
-                           **data_location)  # fmt: skip
-    data.prepare_data()
-    data.setup()
-    judge = make_judge(data, "classifier", cache_dir, STANDARD.classifier_epochs, 0, STANDARD.resamples, None)
-    with torch.no_grad():
-        conf, cls = judge.feature.extractor.classifier(images).softmax(-1).max(-1)
-    n, names = len(images), data.class_names
-    counts = {names[k]: int((cls[conf >= 0.9] == k).sum()) for k in range(len(names))}
-    s, real = judge.score(images), judge.score(data.reference_images("train")[:n])
-    out = {"source": source, "num_samples": n, "confident_share": float((conf >= 0.9).float().mean()),
-           "confident_classes": counts, "fid": s["fid"], "fid_ci95": s["fid_ci95"], "real_train_fid": real["fid"],
-           "feature_extractor": judge.label, "classifier_accuracy": judge.classifier_accuracy}  # fmt: skip
-    top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v)
-    print(f"{source}: {out['confident_share']:.0%} of {n} samples are assigned a class with confidence >= 0.9 by the "
-          f"benchmark's classifier (test accuracy {judge.classifier_accuracy:.4f}): {top or 'none'}\n{judge.label} of "
-          f"these {n}: {s['fid']:.1f} [95% CI {s['fid_ci95'][0]:.1f}, {s['fid_ci95'][1]:.1f}]; {n} real train images "
-          f"score {real['fid']:.1f} (a {n}-sample FID is very biased: compare it only with other {n}-sample FIDs)")
-    if json_path is not None:
-        json_path.write_text(json.dumps(out, indent=1))
-    return out

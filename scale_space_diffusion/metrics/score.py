@@ -7,7 +7,9 @@ Features come from torch-fidelity's extractors (:mod:`.features`): InceptionV3 f
 standard FID, comparable with papers) when one is given or in the torch hub cache; otherwise a small classifier
 trained on the reference's own labels (:mod:`.classifier`), cached, and refused below ``--min_accuracy`` on the
 reference's test split. Every printed line names the features. FID and KID carry 95 % bootstrap intervals over the
-samples (:mod:`.intervals`), and the numbers go to ``fid.json`` in the samples folder.
+samples (:mod:`.intervals`). Beside them: as many real images scored alike (the floor at that sample count) and,
+with classifier features, the share of samples the classifier recognises with confidence >= 0.9. The numbers go to
+``fid.json`` in the samples folder.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 BIASED_BELOW = 2048  # FID is biased upwards below about this many samples (Inception's feature dimension)
 MIN_ACCURACY = 0.85  # a trained feature classifier below this test accuracy is refused
 CLASSIFIER_EPOCHS = 3  # Fashion-MNIST: 0.90 test accuracy (classifier.py)
+CONFIDENT = 0.9  # a sample counts as recognisable when the feature classifier gives a class this probability
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,10 +73,32 @@ def labelled(data, split: str):
     return images, torch.tensor(ds.ds[ds.label].to_numpy(), dtype=torch.long)
 
 
+def dataset_tag(dataset: str) -> str:
+    """The name a dataset's cached classifier and features go by: fmnist, or the folder's or hub name's."""
+    name = Path(dataset).name or str(dataset)
+    return "fmnist" if name in ("fashion_mnist", "fashion-mnist") else name.replace("/", "_")
+
+
+def trained_classifier(data, tag: str, cache: Path, epochs: int, seed: int) -> tuple[Path, float]:
+    """(file, test accuracy) of the feature classifier trained on ``data``'s train labels, cached in ``cache``."""
+    from .classifier import load_or_train_classifier
+
+    train_x, train_y = labelled(data, "train")
+    path = cache / f"classifier-{tag}-{train_x.shape[1]}x{train_x.shape[-1]}-e{epochs}.pt"
+    return path, load_or_train_classifier(path, train_x, train_y, *labelled(data, "test"), epochs=epochs, seed=seed)[1]
+
+
+def extractor_id(classifier: Path | None) -> str:
+    """"inception", or "clf" + the classifier file's sha1: features (and scores) compare only under one id."""
+    import hashlib
+
+    return "inception" if classifier is None else "clf" + hashlib.sha1(Path(classifier).read_bytes()).hexdigest()[:12]
+
+
 def classifier_features(data, opts, tag: str, cache: Path):
     """(feature module, test accuracy, classifier file) of a classifier trained on the reference's labels, or read
     from ``--classifier``; refused below ``--min_accuracy``."""
-    from .classifier import load_classifier, load_or_train_classifier
+    from .classifier import load_classifier
     from .features import build_feature_module
 
     if opts.classifier is not None:
@@ -86,11 +111,7 @@ def classifier_features(data, opts, tag: str, cache: Path):
             raise ValueError(f"--reference={opts.reference} has no class labels to train the feature classifier on; "
                              "pass --inception_weights=/path/weights-inception-2015-12-05-6726825d.pth, or a "
                              "reference with labels (one sub-folder per class)")  # fmt: skip
-        train_x, train_y = labelled(data, "train")
-        test_x, test_y = labelled(data, "test")
-        path = cache / f"classifier-{tag}-{train_x.shape[1]}x{train_x.shape[-1]}-e{CLASSIFIER_EPOCHS}.pt"
-        accuracy = load_or_train_classifier(path, train_x, train_y, test_x, test_y, epochs=CLASSIFIER_EPOCHS,
-                                            seed=opts.seed)[1]  # fmt: skip
+        path, accuracy = trained_classifier(data, tag, cache, CLASSIFIER_EPOCHS, opts.seed)
     if not accuracy >= opts.min_accuracy:
         raise ValueError(f"the feature classifier {path} has test accuracy {accuracy:.3f} < --min_accuracy="
                          f"{opts.min_accuracy}: its features would not judge images; use --inception_weights, a "
@@ -118,8 +139,6 @@ def reference_features(feature, images, cache: Path, fe_id: str):
 
 def score(opts: argparse.Namespace) -> dict:
     """Runs ``ssd fid`` with parsed options; returns what it writes to the JSON."""
-    import hashlib
-
     from ..data.datamodule import ImageDataModule
     from .features import build_feature_module, extract_features, feature_label, load_png_images
     from .intervals import bootstrap_scores, reference_stats
@@ -137,22 +156,27 @@ def score(opts: argparse.Namespace) -> dict:
     data.prepare_data()
     data.setup()
     reference = data.reference_images(opts.split, opts.max_reference)
-    tag = "fmnist" if opts.reference in ("fashion_mnist", "fashion-mnist") else Path(opts.reference).name or opts.reference
-    accuracy = classifier = None
+    tag, accuracy, classifier = dataset_tag(opts.reference), None, None
     if weights is not None:
-        feature, fe_id = build_feature_module("inception", inception_weights=weights), "inception"
-        label = feature_label("inception")
+        feature, label = build_feature_module("inception", inception_weights=weights), feature_label("inception")
     else:
-        feature, accuracy, classifier = classifier_features(data, opts, tag.replace("/", "_"), cache / "fid")
-        fe_id = "clf" + hashlib.sha1(Path(classifier).read_bytes()).hexdigest()[:12]
+        feature, accuracy, classifier = classifier_features(data, opts, tag, cache / "fid")
         label = feature_label("classifier", classifier_dataset=tag)
+    fe_id = extractor_id(classifier)
     label = label[len("FID ("):-1]  # "fmnist-classifier features"
     ref = reference_stats(reference_features(feature, reference, cache / "fid", fe_id))
     result = bootstrap_scores(extract_features(feature, samples, progress="sample features"), ref,
                               resamples=opts.resamples, seed=opts.seed)  # fmt: skip
+    floor_split = "train" if opts.split != "train" else "test"  # up to n real images the reference does not hold
+    real, floor = data.reference_images(floor_split, n), None
+    if len(real) >= 2:
+        floor = bootstrap_scores(extract_features(feature, real, progress="real features"), ref,
+                                 resamples=opts.resamples, seed=opts.seed)  # fmt: skip
     out = {"samples": str(opts.samples), "reference": opts.reference, "split": opts.split, "features": label,
            "classifier": None if classifier is None else str(classifier), "classifier_test_accuracy": accuracy,
-           "biased_low_sample": n < BIASED_BELOW, **result}  # fmt: skip
+           "biased_low_sample": n < BIASED_BELOW, **result,
+           "real_floor": floor and {"split": floor_split, "num_samples": floor["num_samples"], "fid": floor["fid"]},
+           "confident": None if classifier is None else confident(feature, samples, data.class_names)}  # fmt: skip
     lines = report(out)
     for line in lines:
         print(line)
@@ -160,6 +184,19 @@ def score(opts: argparse.Namespace) -> dict:
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"[{label}] numbers written to {path}")
     return out
+
+
+def confident(feature, images, class_names: list[str] | None, threshold: float = CONFIDENT) -> dict:
+    """The share of ``images`` (uint8) that the feature classifier assigns a class with probability >= ``threshold``,
+    and how many per class (named, or numbered): a recognisability check that needs no thousands of samples."""
+    import torch
+
+    with torch.no_grad():
+        probs = feature.extractor.classifier(images).softmax(-1)
+    p, k = probs.max(-1)
+    names, sure = class_names or [str(i) for i in range(probs.shape[-1])], k[p >= threshold]
+    return {"threshold": threshold, "share": float((p >= threshold).float().mean()),
+            "classes": {name: int((sure == i).sum()) for i, name in enumerate(names)}}
 
 
 def report(r: dict) -> list[str]:
@@ -171,6 +208,13 @@ def report(r: dict) -> list[str]:
     if r["classifier_test_accuracy"] is not None:
         lines.append(f"{tag} feature classifier {r['classifier']}: test accuracy {r['classifier_test_accuracy']:.3f}; "
                      "these numbers compare models within this project, not with papers (InceptionV3 does)")  # fmt: skip
+    if floor := r["real_floor"]:
+        lines.append(f"{tag} {floor['num_samples']} real {floor['split']} images score FID {floor['fid']:.3g} against "
+                     "the same reference: the floor at this sample count")  # fmt: skip
+    if c := r["confident"]:
+        top = ", ".join(f"{k} {v}" for k, v in sorted(c["classes"].items(), key=lambda kv: -kv[1]) if v)
+        lines.append(f"{tag} {c['share']:.0%} of the {r['num_samples']} samples are assigned a class with confidence "
+                     f">= {c['threshold']:g} by the feature classifier: {top or 'none'}")  # fmt: skip
     if r["biased_low_sample"]:
         lines.append(f"{tag} warning: {r['num_samples']} samples < {BIASED_BELOW}: FID is biased upwards at this "
                      "size; compare it only with FIDs of the same sample count")  # fmt: skip

@@ -72,6 +72,12 @@ def test_fid_labels_every_line_writes_json_and_ranks_real_above_noise(labelled_f
     assert out and all(line.startswith(label) for line in out)
     assert any(f"test accuracy {acc:.3f}" in line for line in out)
     assert any(f"40 samples < {BIASED_BELOW}" in line and "biased" in line for line in out)
+    floor = good["real_floor"]  # --split train: up to 40 real test images; this folder's test split has fewer: all
+    assert floor["split"] == "test" and 2 <= floor["num_samples"] < 40 and floor["fid"] >= 0
+    assert any(f"{floor['num_samples']} real test images score FID" in line for line in out)
+    c = good["confident"]  # held-out real images of two trivially separable classes: recognised, both classes
+    assert c["share"] >= 0.9 and sum(c["classes"].values()) == round(c["share"] * 40) and all(c["classes"].values())
+    assert any(f"{c['share']:.0%} of the 40 samples are assigned a class with confidence >= 0.9" in line for line in out)
     saved = json.loads((real / "fid.json").read_text())
     assert saved["fid"] == good["fid"] and saved["features"] == f"{labelled_folder.name}-classifier features"
     assert saved["classifier_test_accuracy"] == pytest.approx(acc) and saved["biased_low_sample"] is True
