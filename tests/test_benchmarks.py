@@ -100,10 +100,10 @@ def test_restart_skips_finished_runs_and_reruns_the_rest(smoke, tmp_path, capsys
     assert [r["fid"] for r in after["runs"][:-1]] == [r["fid"] for r in results["runs"]]
 
 
-@pytest.mark.parametrize("recorded", [{"judge": "clf0123456789ab"}, {"judge": None, "classifier_accuracy": 0.5}])
+@pytest.mark.parametrize("recorded", [{"judge": "clf0123456789ab"}, {"judge": None}])
 def test_a_run_scored_by_another_judge_is_not_continued(smoke, tmp_path, recorded, capsys):
     """Another machine trains another feature classifier: FIDs under two judges would not compare (older results,
-    without the judge's identity, are compared by the classifier's accuracy)."""
+    without the judge's identity, are refused too)."""
     out, data = smoke
     shutil.copytree(out, copy := tmp_path / "bench")
     results = json.loads((copy / "results.json").read_text())
@@ -249,7 +249,14 @@ def test_a_dataset_without_labels_is_refused_before_training(tmp_path, capsys):
 
 
 def test_hierarchy_analysis(fmnist_idx, tmp_path):
+    import logging
+    import warnings
+
+    from benchmarks.__main__ import QUIET
+
+    levels, filters = [logging.getLogger(n).level for n in QUIET], list(warnings.filters)
     main(["--idx-dir", str(fmnist_idx), "--data-cache-dir", str(tmp_path / "data"), "hierarchy", "--out", str(tmp_path)])
+    assert [logging.getLogger(n).level for n in QUIET] == levels and warnings.filters == filters  # as it found them
     curves = json.loads((tmp_path / "hierarchy.json").read_text())
     freq = curves["frequencies"]
     assert len(freq) == 1000 and freq[0] > 0.5 > freq[-1]  # signal dominates at t = 0, noise at t = T-1
@@ -259,14 +266,7 @@ def test_hierarchy_analysis(fmnist_idx, tmp_path):
 
 @pytest.mark.slow
 def test_scaling_analysis_at_64px(tmp_path):
-    import logging
-    import warnings
-
-    from benchmarks.__main__ import QUIET
-
-    levels, filters = [logging.getLogger(n).level for n in QUIET], list(warnings.filters)
     main(["scaling", "--sizes", "64", "--out", str(tmp_path)])
-    assert [logging.getLogger(n).level for n in QUIET] == levels and warnings.filters == filters  # as it found them
     rows = json.loads((tmp_path / "scaling.json").read_text())["rows"]
     ddpm = next(r for r in rows if r["layout"] == "full" and r["levels"] == 1)
     ssd4 = next(r for r in rows if r["layout"] == "official" and r["levels"] == 4 and r["schedule"] == "convex")

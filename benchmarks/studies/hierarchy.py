@@ -24,6 +24,8 @@ from scale_space_diffusion.diffusion.degradation import Resize
 from scale_space_diffusion.diffusion.ladder import ResolutionLadder
 from scale_space_diffusion.diffusion.schedule import NoiseSchedule
 
+from ..output import plt, save_figure as save, table
+
 T, LEVELS, SIZE = 1000, 3, 32
 
 
@@ -53,19 +55,17 @@ def markdown(c: dict, n: int) -> str:
     lines = ["# Signal-dominated pixels over t vs the SSD ladder\n", __doc__.split("\n\n", 1)[1].strip(),
              f"\nAveraged over {n} real test images ({SIZE}x{SIZE}); ladders: {LEVELS} levels "
              f"{SIZE}/{SIZE // 2}/{SIZE // 4}.\n",
-             "| t | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]  # fmt: skip
-    lines += [f"| {t} | " + " | ".join(f"{c[k][t]:.3f}" for k in keys) + " |" for t in [*range(0, T, 100), T - 1]]
-    lines += ["\n| level | r^2/R^2 | signal-dominated frequencies fall below it at t | convex ladder reaches it at t | "
-              "equal ladder at t |", "|---|---|---|---|---|"]  # fmt: skip
-    for frac, r in (((r / SIZE) ** 2, r) for r in (SIZE // 2, SIZE // 4)):  # ladder values equal frac on its level
-        at = [crossing(c[k], frac * 1.0001) for k in ("ladder_convex", "ladder_equal")]
-        lines.append(f"| {r}px | {frac:.4g} | {crossing(c['frequencies'], frac)} | {at[0]} | {at[1]} |")
-    return "\n".join(lines) + "\n"
+             table(["t", *keys], [[t, *(f"{c[k][t]:.3f}" for k in keys)] for t in [*range(0, T, 100), T - 1]])]
+    levels = [((r / SIZE) ** 2, r) for r in (SIZE // 2, SIZE // 4)]  # ladder values equal frac on its level
+    lines.append(table(["level", "r^2/R^2", "signal-dominated frequencies fall below it at t",
+                        "convex ladder reaches it at t", "equal ladder at t"],
+                       [[f"{r}px", f"{frac:.4g}", crossing(c["frequencies"], frac),
+                         *(crossing(c[k], frac * 1.0001) for k in ("ladder_convex", "ladder_equal"))]
+                        for frac, r in levels]))  # fmt: skip
+    return "\n".join(lines)
 
 
 def plot(c: dict, path: Path) -> None:
-    from ..output import plt, save_figure as save
-
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     for key, label in (("pixels_ddpm", "signal-dominated pixels, DDPM x_t"),
                        ("pixels_ssd_convex", "signal-dominated pixels, SSD x_t (convex, 3L)"),

@@ -21,6 +21,8 @@ from scale_space_diffusion import FlexiUNet, NoiseSchedule, ScaleSpaceDiffusion
 from scale_space_diffusion.models.settings import Optimization, Sampling
 from scale_space_diffusion.metrics.model_flops import sampling_flops, training_flops_breakdown
 
+from ..output import plt, save_figure as save, table
+
 MULT = {64: (1, 2, 3, 4), 128: (1, 1, 2, 3, 4), 256: (1, 1, 2, 2, 4, 4)}
 # The paper's CelebA-256 numbers: forward GFLOPs per image averaged over the 1000 sampling steps.
 PAPER_C256 = {"DDPM": 497.0, "SSD 4L": 273.0, "SSD 6L": 209.7}
@@ -67,8 +69,6 @@ def paper_comparison(rows: list[dict]) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    from ..output import plt, save_figure as save
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for ax, key, title in zip(axes, ("gflops_per_step", "train_gflops_per_image"),
                               ("sampling: forward GFLOPs per step (mean over 1000)", "training: fwd+bwd GFLOPs per image")):  # fmt: skip
@@ -89,15 +89,15 @@ def markdown(rows: list[dict], paper: list[dict]) -> str:
     lines = ["# SSD vs DDPM FLOPs, paper-sized networks\n", __doc__.split("\n\n", 1)[1].strip(), "",
              "FLOPs = 2 x MACs of convolutions, matmuls and attention (`torch.utils.flop_counter`); the exact "
              "posterior's resize matmuls at transitions are included (negligible).\n",
-             "| size | layout | L | schedule | params | sample GFLOPs/img (1000 steps) | per step | vs DDPM | train GFLOPs/img | vs DDPM |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['size']} | {r['layout']} | {r['levels']} | {r['schedule']} | {r['params'] / 1e6:.2f}M | "
-              f"{r['sample_gflops_per_image']:.0f} | {r['gflops_per_step']:.1f} | {r['sample_vs_ddpm']:.3f} | "
-              f"{r['train_gflops_per_image']:.1f} | {r['train_vs_ddpm']:.3f} |" for r in rows]  # fmt: skip
+             table(["size", "layout", "L", "schedule", "params", "sample GFLOPs/img (1000 steps)", "per step",
+                    "vs DDPM", "train GFLOPs/img", "vs DDPM"],
+                   [[r["size"], r["layout"], r["levels"], r["schedule"], f"{r['params'] / 1e6:.2f}M",
+                     f"{r['sample_gflops_per_image']:.0f}", f"{r['gflops_per_step']:.1f}", f"{r['sample_vs_ddpm']:.3f}",
+                     f"{r['train_gflops_per_image']:.1f}", f"{r['train_vs_ddpm']:.3f}"] for r in rows])]  # fmt: skip
     if paper:
-        lines += ["\n## Against the paper (CelebA 256, forward GFLOPs per image averaged over 1000 steps)\n",
-                  "| model | paper | ours | difference |", "|---|---|---|---|"]  # fmt: skip
-        lines += [f"| {p['model']} | {p['paper']:.1f} | {p['ours']:.1f} | {p['diff_pct']:+.1f}% |" for p in paper]
+        lines += ["## Against the paper (CelebA 256, forward GFLOPs per image averaged over 1000 steps)\n",
+                  table(["model", "paper", "ours", "difference"],
+                        [[p["model"], f"{p['paper']:.1f}", f"{p['ours']:.1f}", f"{p['diff_pct']:+.1f}%"] for p in paper])]
         lines.append(f"\nOurs agree with the paper within {max(abs(p['diff_pct']) for p in paper):.1f}%. Ours: DDPM is "
                      "the plain UNet; SSD is the convex-0.5 ladder on the authors' layout with their full-resolution top "
                      "transition. DDPM has no posterior term, so a residual there comes from the counting convention "

@@ -124,10 +124,10 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
 
 
 def check_same_judge(results: dict, judge: Judge, out: Path) -> None:
-    """A continued suite must score with the judge its finished runs had (another machine trains another classifier;
-    results before the judge was recorded: compared by classifier accuracy), else its FIDs would not compare."""
-    old = results.get("judge") or results.get("classifier_accuracy")
-    if results["runs"] and old != (judge.identity if "judge" in results else judge.classifier_accuracy):
+    """A continued suite must score with the judge its finished runs had (another machine trains another classifier),
+    else its FIDs would not compare."""
+    old = results.get("judge")
+    if results["runs"] and old != judge.identity:
         raise SystemExit(f"error: {out / 'results.json'} was scored by another FID judge ({old}; here "
                          f"{judge.identity}, accuracy {judge.classifier_accuracy}): its FIDs would not compare with "
                          "new ones; pass --fresh, or --cache-dir with the classifier that run used")
