@@ -328,12 +328,16 @@ def test_the_distillation_study_scores_every_row_and_continues(fmnist_idx, tmp_p
 def test_a_default_run_writes_under_outputs_not_over_the_committed_results(monkeypatch):
     """`make benchmark` on a clean checkout: the committed runs (another machine's judge, older settings) would refuse
     to be continued; a user's run goes to the git-ignored outputs/benchmark/<preset>/."""
+    from benchmarks.studies import distillation
     from benchmarks.suite import RESULTS, suite
 
     seen = []
     monkeypatch.setattr(suite, "run_preset", lambda p, out, *args: seen.append((p.name, out)))
+    monkeypatch.setattr(distillation, "run_distillation", lambda out, *args: seen.append(("distillation", out)))
     main(["--preset", "quick"])
     main(["--preset", "standard", "--out", str(RESULTS / "standard")])
-    root = RESULTS.parents[2]
-    assert seen == [("quick", root / "outputs" / "benchmark" / "quick"), ("standard", RESULTS / "standard")]
+    main(["distillation"])  # the study continues a run too, and refuses another machine's judge
+    outputs = RESULTS.parents[2] / "outputs" / "benchmark"
+    assert seen == [("quick", outputs / "quick"), ("standard", RESULTS / "standard"),
+                    ("distillation", outputs / "distillation")]  # fmt: skip
 

@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 
 COMMANDS = ("scaling", "hierarchy", "distillation")
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).parent / "results"  # the committed studies
+OUTPUTS = Path(__file__).parents[2] / "outputs" / "benchmark"  # a user's run of the distillation study (git-ignored)
 
 
 def add_subcommands(sub) -> None:
@@ -17,7 +18,8 @@ def add_subcommands(sub) -> None:
     h = sub.add_parser("hierarchy", help="fraction of signal-dominated pixels in x_t over t vs the ladder levels")
     h.add_argument("--out", type=Path, dest="sub_out", default=RESULTS / "hierarchy")
     d = sub.add_parser("distillation", help="SD's distillation loss, one documented choice per row (quick scale)")
-    d.add_argument("--out", type=Path, dest="sub_out", default=RESULTS / "distillation")
+    d.add_argument("--out", type=Path, dest="sub_out", default=OUTPUTS / "distillation", help="default "
+                   "outputs/benchmark/distillation/ (continued when rerun); the committed study: studies/results/distillation")  # fmt: skip
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
