@@ -140,6 +140,10 @@ def test_a_longer_teacher_teaches_the_student_again(smoke, tmp_path):
     with pytest.raises(SystemExit, match="--factor 1.0 trains the teacher no longer"):
         main([*data, "longer-teacher", "--results", str(copy), "--factor", "1"])
     results = json.loads((copy / "results.json").read_text())
+    (copy / "results.json").write_text(json.dumps({**results, "judge": "clf0123456789ab"}))  # another machine's
+    (copy / "judge").mkdir()  # where a committed run keeps its classifier
+    with pytest.raises(SystemExit, match=f"another FID judge.*pass --cache-dir {copy / 'judge'}$"):
+        main([*data, "longer-teacher", "--results", str(copy)])
     results["runs"] = [r for r in results["runs"] if r["run"] != "sd_plain"]
     (copy / "results.json").write_text(json.dumps(results))
     with pytest.raises(SystemExit, match="has no sd_plain run; run the preset with them first"):

@@ -123,14 +123,15 @@ def run_one(name: str, p: Preset, data: ImageDataModule, judge: Judge, out: Path
             "pareto": pareto, "timings": timings, "feature_extractor": judge.label, "low_sample": p.low_sample}
 
 
-def check_same_judge(results: dict, judge: Judge, out: Path) -> None:
-    """A continued suite must score with the judge its finished runs had (another machine trains another classifier),
-    else its FIDs would not compare."""
-    old = results.get("judge")
+def check_same_judge(results: dict, judge: Judge, out: Path, start_over: str = "") -> None:
+    """A run continued or extended must score with the judge its finished runs had (another machine trains another
+    classifier), else its FIDs would not compare; the refusal names the run's kept classifier (``out/judge``)."""
+    old, kept = results.get("judge"), out / "judge"
     if results["runs"] and old != judge.identity:
+        where = f"--cache-dir {kept}" if kept.is_dir() else "--cache-dir with the classifier that run used"
         raise SystemExit(f"error: {out / 'results.json'} was scored by another FID judge ({old}; here "
                          f"{judge.identity}, accuracy {judge.classifier_accuracy}): its FIDs would not compare with "
-                         "new ones; pass --fresh, or --cache-dir with the classifier that run used")
+                         f"new ones; pass {where}{start_over}")  # fmt: skip
 
 
 def _finished(record: dict | None) -> bool:
@@ -176,7 +177,7 @@ def run_preset(p: Preset, out: Path, only: list[str] | None, ckpts: dict[str, st
     with timed(timings, "this invocation"):
         with timed(timings, "classifier and reference features"):
             judge = make_judge(data, extractor, cache_dir, p.classifier_epochs, p.seed, p.resamples, inception_weights)
-        check_same_judge(results, judge, out)
+        check_same_judge(results, judge, out, ", or --fresh to start over")
         results.update(feature_extractor=judge.label, classifier_accuracy=judge.classifier_accuracy,
                        num_reference=judge.reference.num, judge=judge.identity)  # fmt: skip
         if "reference" not in results:
