@@ -191,8 +191,8 @@ def confident(feature, images, class_names: list[str] | None, threshold: float =
     and how many per class (named, or numbered): a recognisability check that needs no thousands of samples."""
     import torch
 
-    with torch.no_grad():
-        probs = feature.extractor.classifier(images).softmax(-1)
+    with torch.no_grad():  # in batches, as the features are: tens of thousands of samples at once would not fit
+        probs = torch.cat([feature.extractor.classifier(x).softmax(-1) for x in images.split(500)])
     p, k = probs.max(-1)
     names, sure = class_names or [str(i) for i in range(probs.shape[-1])], k[p >= threshold]
     return {"threshold": threshold, "share": float((p >= threshold).float().mean()),

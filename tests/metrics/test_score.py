@@ -117,3 +117,14 @@ def test_ssd_fid_is_a_subcommand_with_one_line_errors(tmp_path, monkeypatch, cap
         ssd()
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.strip() == f"error: samples directory {tmp_path / 'none'} does not exist"
+
+
+def test_the_confident_share_is_counted_in_batches_and_numbers_unnamed_classes(classifier_file):
+    from scale_space_diffusion.metrics.features import build_feature_module
+    from scale_space_diffusion.metrics.score import confident
+
+    feature = build_feature_module("classifier", classifier_file[0])
+    x = torch.from_numpy(np.concatenate([_images(0, 600, 20), _images(1, 500, 21)]))[:, None]  # 1,100: three batches
+    c = confident(feature, x, None)
+    assert set(c["classes"]) == {"0", "1"} and sum(c["classes"].values()) == round(c["share"] * 1100)
+    assert c["classes"]["0"] >= 540 and c["classes"]["1"] >= 450  # the trivially separable classes, each recognised
