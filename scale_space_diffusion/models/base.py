@@ -14,7 +14,6 @@ NaN guard (:class:`~.nonfinite.NonFiniteGuard`) is read only where the run synch
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import Literal
 
@@ -29,8 +28,9 @@ from ..diffusion.process import ScaleSpaceProcess
 from ..diffusion.rng import Generator, ImageNoise, seeded_generator, to_device
 from ..diffusion.sampler import prior, sample
 from ..images import to_uint8
-from ..lightning_internals import attached_trainer, is_compiled, summary_depth
+from ..lightning_internals import attached_trainer, summary_depth
 from .checkpoint_state import CheckpointStateMixin
+from .compiled import PathCompileLog, compile_in_place
 from .ema import EMA
 from .generate import GenerateMixin
 from .nonfinite import NonFiniteGuard
@@ -60,8 +60,7 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, L.LightningModule):
         self._train_seed: int | None = None
         self.net_ema = EMA(net, optim.ema_decay, optim.ema_warmup) if optim.ema_decay is not None else None
         self.nonfinite = NonFiniteGuard()
-        self._paths_seen: set[tuple[int, int]] = set()  # training network paths run so far: compile time printed once
-        self._compile_started: tuple | None = None
+        self.compile_log = PathCompileLog()  # with torch_compile: each training path's first step printed once
 
     # -- the network contract --------------------------------------------------------------
     def raw_network(self, x_t: Tensor, t: Tensor, out_res: int, labels: Tensor | None, net: nn.Module | None = None) -> Tensor:
@@ -133,8 +132,8 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, L.LightningModule):
         r, r_out = self.process.batch_res(t_host), self.process.batch_res(t_host - 1)
         noise = torch.randn(len(images), images.shape[1], r, r, generator=local)
         t, noise = to_device(t_host, self.device), to_device(noise, self.device).to(images.dtype)
-        if stage == "train":
-            self._announce_path(self.net_path(r, r_out))
+        if stage == "train" and self.torch_compile:
+            self.compile_log.start(self.net_path(r, r_out))
         net = self.net if stage == "train" else self.sampling_net
         per_sample, extra = self.loss_terms(images, t, noise, labels, r_out, net)
         denoise = per_sample.mean()
@@ -153,13 +152,6 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, L.LightningModule):
                     self.log(f"{stage}/loss_t{b}", sums[b] / count, sync_dist=True, batch_size=count)
         return loss
 
-    def _announce_path(self, path: tuple[int, int]) -> None:
-        """With torch_compile, note the first training step of each network path: its time (mostly the compile) is
-        printed once, when the step ends."""
-        if self.torch_compile and path not in self._paths_seen:
-            self._paths_seen.add(path)
-            self._compile_started = (path, time.perf_counter())
-
     def training_step(self, batch, batch_idx):
         return self._shared_step(batch, batch_idx, "train")
 
@@ -171,11 +163,7 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, L.LightningModule):
 
     # -- the NaN guard, read where the run synchronises anyway -------------------------------
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        started = self._compile_started
-        if started is not None:
-            self._compile_started = None
-            (r_in, r_out), t0 = started
-            print(f"torch.compile: training path {r_in}->{r_out}px compiled, first step {time.perf_counter() - t0:.1f} s")
+        self.compile_log.finish()
         trainer = attached_trainer(self)
         if trainer is not None and self.global_step % max(1, trainer.log_every_n_steps) == 0:
             self.nonfinite.check("train")
@@ -235,14 +223,10 @@ class DiffusionModule(CheckpointStateMixin, GenerateMixin, L.LightningModule):
         self.compile_networks()
 
     def compile_networks(self) -> None:
-        """torch.compile ``net`` and its EMA copy in place (parameter names unchanged), once: static shapes, one
-        graph per network path; ``torch_compile="reduce-overhead"`` runs each path as a CUDA graph."""
-        if not self.torch_compile:
-            return
-        mode = "default" if self.torch_compile is True else self.torch_compile
-        for net in (self.net, self.net_ema.module if self.net_ema is not None else None):
-            if net is not None and not is_compiled(net):
-                net.compile(mode=mode, dynamic=False)
+        """torch.compile ``net`` and its EMA copy in place, once (:mod:`.compiled`)."""
+        if self.torch_compile:
+            mode = "default" if self.torch_compile is True else self.torch_compile
+            compile_in_place((self.net, self.net_ema.module if self.net_ema is not None else None), mode)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         """Lightning's step, then the EMA update (so every checkpoint of step k holds the EMA of step k).
