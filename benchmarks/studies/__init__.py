@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import OUTPUTS
+
 COMMANDS = ("scaling", "hierarchy", "distillation")
 RESULTS = Path(__file__).parent / "results"  # the committed studies
-OUTPUTS = Path(__file__).parents[2] / "outputs" / "benchmark"  # a user's run of the distillation study (git-ignored)
 
 
 def add_subcommands(sub) -> None:

@@ -6,10 +6,10 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from .. import OUTPUTS
 from .presets import PRECISIONS, PRESETS, RUNS
 
 RESULTS = Path(__file__).parent / "results"  # the committed runs (--out there to refresh one)
-OUTPUTS = Path(__file__).parents[2] / "outputs" / "benchmark"  # a user's runs (git-ignored)
 
 
 def _ckpt(text: str) -> tuple[str, str]:
